@@ -1,0 +1,181 @@
+"""JSON schemas from pydantic response models, shaped for what each backend can enforce.
+
+- `grammar_schema(Model)`: for llama.cpp's JSON-schema-to-GBNF converter. $refs are inlined, keywords the
+  converter ignores or mishandles are dropped (pydantic validates them afterwards anyway), and every string
+  and list gets an upper bound, because an unbounded string lets a tiny model write until max_tokens runs out.
+- `model_gbnf(Model)`: the GBNF grammar itself, with a JSON-safe `char` rule (the converter's own rule admits
+  raw control characters such as newlines, which make the JSON invalid).
+- `openai_strict_schema(Model)`: for OpenAI `response_format={"type": "json_schema", "strict": true}` and
+  function parameters: every object closed (`additionalProperties: false`) with every property required, and
+  only keywords strict mode accepts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from interestlens.agent.errors import InterestLensError
+
+# Applied where the response model leaves a string or list unbounded.
+DEFAULT_MAX_STRING = 300
+DEFAULT_MAX_ITEMS = 12
+
+# String formats the llama.cpp converter turns into exact rules; other formats are dropped (pydantic checks them).
+_GRAMMAR_FORMATS = {"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"}
+_GRAMMAR_KEYWORDS = {
+    "type", "properties", "required", "items", "prefixItems", "enum", "const", "anyOf", "oneOf", "allOf",
+    "minItems", "maxItems", "minLength", "maxLength", "additionalProperties", "format",
+}
+_STRICT_KEYWORDS = {
+    "type", "properties", "required", "items", "enum", "const", "anyOf", "additionalProperties", "description",
+}
+
+# Control characters and DEL are excluded: JSON forbids raw control characters inside strings.
+_JSON_SAFE_CHAR = (
+    r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
+)
+
+
+class SchemaError(InterestLensError):
+    """A response model that cannot be turned into a bounded schema (e.g. a recursive model)."""
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace every local `$ref` by a copy of its target and drop `$defs`. Recursive models are refused."""
+    defs: dict[str, Any] = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+
+    def resolve(node: Any, stack: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [resolve(x, stack) for x in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            name = ref.rsplit("/", 1)[-1]
+            if not ref.startswith("#/") or name not in defs:
+                raise SchemaError(f"unsupported $ref {ref!r} in response schema")
+            if name in stack:
+                raise SchemaError(f"recursive response model ({name}) cannot be bounded for structured output")
+            target = resolve(copy.deepcopy(defs[name]), (*stack, name))
+            # Siblings of $ref (pydantic puts description/default there) refine the target.
+            siblings = {k: resolve(v, stack) for k, v in node.items() if k != "$ref"}
+            return {**target, **siblings}
+        return {k: resolve(v, stack) for k, v in node.items() if k not in ("$defs", "definitions")}
+
+    return resolve(schema, ())
+
+
+def _schema_types(node: dict[str, Any]) -> set[str]:
+    t = node.get("type")
+    if isinstance(t, list):
+        return set(t)
+    return {t} if isinstance(t, str) else set()
+
+
+def _bound_for_grammar(node: Any, max_string: int, max_items: int) -> Any:
+    if isinstance(node, list):
+        return [_bound_for_grammar(x, max_string, max_items) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key not in _GRAMMAR_KEYWORDS:
+            continue
+        if key == "properties":
+            out[key] = {name: _bound_for_grammar(sub, max_string, max_items) for name, sub in value.items()}
+        elif key == "format" and value not in _GRAMMAR_FORMATS:
+            continue
+        elif isinstance(value, dict | list):
+            out[key] = _bound_for_grammar(value, max_string, max_items)
+        else:
+            out[key] = value
+    types = _schema_types(out)
+    if "string" in types and "enum" not in out and "const" not in out and "format" not in out:
+        out["maxLength"] = min(int(out.get("maxLength", max_string)), max_string)
+        if out.get("minLength", 0) > out["maxLength"]:
+            out["minLength"] = out["maxLength"]
+    if "array" in types:
+        out["maxItems"] = min(int(out.get("maxItems", max_items)), max_items)
+        if out.get("minItems", 0) > out["maxItems"]:
+            out["minItems"] = out["maxItems"]
+    if "object" in types and "properties" in out and "additionalProperties" not in out:
+        # Pydantic models ignore extra keys by default; the grammar should not offer them at all.
+        out["additionalProperties"] = False
+    return out
+
+
+def grammar_schema(
+    model: type[BaseModel], *, max_string: int = DEFAULT_MAX_STRING, max_items: int = DEFAULT_MAX_ITEMS
+) -> dict[str, Any]:
+    """Bounded, $ref-free schema of `model` for llama.cpp's JSON-schema-to-grammar converter.
+
+    `max_string`/`max_items` cap every string/list, including ones the model bounds more loosely.
+    """
+    return _bound_for_grammar(inline_refs(model.model_json_schema()), max_string, max_items)
+
+
+def _char_rule_fix(gbnf: str) -> str:
+    lines = [(_JSON_SAFE_CHAR if line.startswith("char ::=") else line) for line in gbnf.splitlines()]
+    return "\n".join(lines)
+
+
+@lru_cache(maxsize=256)
+def _gbnf_cached(schema_json: str) -> str:
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return _char_rule_fix(json_schema_to_gbnf(schema_json))
+    except (AssertionError, KeyError, ValueError) as e:
+        raise SchemaError(f"cannot build a grammar from the response schema: {e}") from e
+
+
+def schema_gbnf(schema: dict[str, Any]) -> str:
+    """GBNF grammar for an already prepared (see `grammar_schema`) JSON schema."""
+    return _gbnf_cached(json.dumps(schema, sort_keys=True))
+
+
+def model_gbnf(
+    model: type[BaseModel], *, max_string: int = DEFAULT_MAX_STRING, max_items: int = DEFAULT_MAX_ITEMS
+) -> str:
+    """GBNF grammar accepting exactly the bounded JSON objects of `model` (property order as declared)."""
+    return schema_gbnf(grammar_schema(model, max_string=max_string, max_items=max_items))
+
+
+def _strict(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_strict(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key not in _STRICT_KEYWORDS:
+            continue
+        if key == "properties":
+            out[key] = {name: _strict(sub) for name, sub in value.items()}
+        elif isinstance(value, dict | list) and key != "required":
+            out[key] = _strict(value)
+        else:
+            out[key] = value
+    if ("properties" in out or "object" in _schema_types(out)) and not isinstance(
+        out.get("additionalProperties"), dict
+    ):  # a dict[str, X] field keeps its value schema; strict servers may refuse it, nothing better exists
+        out.setdefault("type", "object")
+        props = out.setdefault("properties", {})
+        out["required"] = list(props)
+        out["additionalProperties"] = False
+    return out
+
+
+def openai_strict_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """Schema for OpenAI strict structured outputs / strict function parameters (refs inlined)."""
+    return _strict(inline_refs(model.model_json_schema()))
+
+
+def describe_schema(model: type[BaseModel]) -> str:
+    """Compact JSON of the bounded schema, for prompts that must state the expected shape in words."""
+    return json.dumps(grammar_schema(model), separators=(",", ":"))

@@ -1,0 +1,26 @@
+"""Id validation shared by the store and everything that writes to it (user ids are also Chroma metadata values)."""
+
+from __future__ import annotations
+
+import re
+
+from interestlens.agent.errors import InvalidInputError
+
+_USER_ID = re.compile(r"[A-Za-z0-9_.@:-]{1,128}")
+MAX_ITEM_ID_CHARS = 256
+
+
+def validate_user_id(user_id: object) -> str:
+    """Return `user_id` if it is 1..128 chars of [A-Za-z0-9_.@:-]; else raise InvalidInputError."""
+    if not isinstance(user_id, str) or not _USER_ID.fullmatch(user_id):
+        shown = repr(user_id)[:60]
+        raise InvalidInputError(f"invalid user id {shown}: use 1-128 characters of letters, digits and _ . @ : -")
+    return user_id
+
+
+def validate_item_id(item_id: object) -> str:
+    """Item ids are any non-blank string up to 256 chars (catalogs bring their own ids)."""
+    if not isinstance(item_id, str) or not item_id.strip() or len(item_id) > MAX_ITEM_ID_CHARS:
+        shown = repr(item_id)[:60]
+        raise InvalidInputError(f"invalid item id {shown}: use a non-empty string of at most 256 characters")
+    return item_id
