@@ -9,7 +9,6 @@ Every surface (CLI, LangChain, OpenAI functions, MCP, chat, evals) goes through 
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -31,19 +30,11 @@ from interestlens.agent.models import (
     SubInterest,
     Topic,
 )
+from interestlens.stores.ids import validate_user_id
 
-_USER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:\-]{1,128}$")
 EXPANSIONS = ("adjacent", "collaborative", "knowledge")
 MAX_K = 500
 _UNSET: Any = object()
-
-
-def validate_user_id(user_id: str) -> str:
-    if not isinstance(user_id, str) or not _USER_ID_RE.match(user_id):
-        raise InvalidInputError(
-            f"invalid user id {user_id!r}: use 1-128 characters from letters, digits and _ . @ : -"
-        )
-    return user_id
 
 
 class InterestAgent:
@@ -199,11 +190,11 @@ class InterestAgent:
                     )
         stats.latency_ms["link"] = sw.ms
 
-        cache = _UserCache(self.store, user_id)
         llm = self.llm if self.settings.use_llm_decompose else None
+        # The cache is the store's, scoped to this user, so `forget` removes it with the rest.
         interests = decompose(
             sources + history_sources, llm=llm, embedder=self.embedder, settings=self.settings,
-            stats=stats, cache=cache,
+            stats=stats, cache=self.store, user_id=user_id, now=now,
         )
         with self._user_lock(user_id):
             profile = self.store.load_profile(user_id) or InterestProfile(user_id=user_id)
@@ -393,7 +384,9 @@ class InterestAgent:
     async def aobserve(self, user_id: str, texts: Any, *, history: Sequence[str] = ()) -> ObserveResult:
         return await asyncio.to_thread(self.observe, user_id, texts, history=history)
 
-    async def arecommend(self, user_id: str, context: str | None = None, k: int = 10, **kw: Any) -> RecommendationResult:
+    async def arecommend(
+        self, user_id: str, context: str | None = None, k: int = 10, **kw: Any
+    ) -> RecommendationResult:
         return await asyncio.to_thread(self.recommend, user_id, context, k, **kw)
 
     async def aexplain(self, user_id: str, item_id: str) -> Explanation:
@@ -407,16 +400,3 @@ class InterestAgent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _UserCache:
-    """The decomposition cache scoped to one user (so `forget` removes it with the rest)."""
-
-    def __init__(self, store: Any, user_id: str) -> None:
-        self.store, self.user_id = store, user_id
-
-    def get(self, key: str) -> dict | None:
-        return self.store.cache_get(self.user_id, key)
-
-    def put(self, key: str, value: dict) -> None:
-        self.store.cache_put(self.user_id, key, value)

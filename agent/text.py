@@ -1,6 +1,8 @@
-"""Text utilities shared by the pipeline: input validation, normalisation for matching, clause and chunk splitting.
+"""Text utilities shared by the pipeline: input validation, normalisation for matching, clause and chunk
+splitting.
 
-Every splitter returns (start, end) offsets into the original string, never copies, so evidence spans built from
+Every splitter returns (start, end) offsets into the original string, never copies, so evidence spans built
+from
 them are verbatim substrings of what the user wrote.
 """
 
@@ -13,19 +15,39 @@ from interestlens.agent.errors import InvalidInputError
 
 # Typographic variants the LLM (or the user's keyboard) may swap for their ASCII forms.
 _CHAR_FOLD = {
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "`": "'", "\u00b4": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"', "\u00bb": '"',
-    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
-    "\u2026": "...", "\u00a0": " ",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201a": "'",
+    "\u201b": "'",
+    "\u2032": "'",
+    "`": "'",
+    "\u00b4": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u201e": '"',
+    "\u201f": '"',
+    "\u2033": '"',
+    "\u00ab": '"',
+    "\u00bb": '"',
+    "\u2010": "-",
+    "\u2011": "-",
+    "\u2012": "-",
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u2015": "-",
+    "\u2212": "-",
+    "\u2026": "...",
+    "\u00a0": " ",
 }
 
 _SENTENCE_END = re.compile(r"[.!?;]+(?=\s|$)|\n+")
-# Clause boundaries inside a sentence: contrastive conjunctions, "and also", and ", and I ..." (a new statement).
+# Clause boundaries inside a sentence: contrastive conjunctions, "and also", and ", and I ..." (a new
+# statement).
 _CLAUSE_BREAK = re.compile(
     r",?\s+(?:but|however|although|though|whereas|yet|except\s+that|and\s+also|as\s+well\s+as)\s+"
     r"|,\s+(?:and|or)\s+(?=(?:i|i'm|i've|i'd|my|we|also)\b)"
     r"|\s+and\s+(?=i\s+(?:also\s+)?(?:hate|love|like|dislike|enjoy|can't|cannot|don't|do\s+not|really|am|'m)\b)"
-    r"|\s*[:\u2014]\s+|\s+-\s+",
+    r"|\s*\u2014\s*|\s+-\s+",
     re.IGNORECASE,
 )
 _ALNUM = re.compile(r"\w", re.UNICODE)
@@ -49,11 +71,12 @@ def normalise_with_map(text: str, *, alnum_only: bool = False) -> tuple[str, lis
     for i, ch in enumerate(text):
         folded = _fold_char(ch)
         for f in folded:
+            if alnum_only and f == "'":
+                continue  # "can't" and "cant" should meet
             if alnum_only and not (f.isalnum() or f == "_"):
                 f = " "
-            if f == " ":
-                if not out or out[-1] == " ":
-                    continue  # collapse runs and drop leading whitespace
+            if f == " " and (not out or out[-1] == " "):
+                continue  # collapse runs and drop leading whitespace
             out.append(f)
             idx.append(i)
     if out and out[-1] == " ":
@@ -63,7 +86,8 @@ def normalise_with_map(text: str, *, alnum_only: bool = False) -> tuple[str, lis
 
 
 def normalise_for_match(text: str, *, alnum_only: bool = False) -> str:
-    """Fold case, typographic quotes and dashes, NFKC forms and whitespace runs (optionally punctuation too)."""
+    """Fold case, typographic quotes and dashes, NFKC forms and whitespace runs (optionally punctuation
+    too)."""
     return normalise_with_map(text, alnum_only=alnum_only)[0]
 
 
@@ -101,7 +125,8 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
 
 
 def split_clauses(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Clause ranges: sentences, further split at contrastive conjunctions ("but", "although", "and also", ...)."""
+    """Clause ranges: sentences, further split at contrastive conjunctions ("but", "although", "and also",
+    ...)."""
     out: list[tuple[int, int]] = []
     for s, e in split_sentences(text, start, end):
         pos = s
@@ -145,10 +170,7 @@ _CONTROL_OK = {"\n", "\t"}
 def clean_text(text: str) -> str:
     """Normalise line ends and drop NULs and other control characters (newline and tab are kept)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return "".join(
-        ch for ch in text
-        if ch in _CONTROL_OK or unicodedata.category(ch) not in ("Cc", "Cs")
-    )
+    return "".join(ch for ch in text if ch in _CONTROL_OK or unicodedata.category(ch) not in ("Cc", "Cs"))
 
 
 def decode_user_bytes(data: bytes) -> str:
@@ -174,7 +196,8 @@ def validate_text(text: object, max_chars: int) -> str:
         raise InvalidInputError("text is empty (only whitespace or control characters)")
     if len(cleaned) > max_chars:
         raise InvalidInputError(
-            f"text is {len(cleaned):,} characters, over the limit of {max_chars:,} (settings.max_text_chars); "
+            f"text is {len(cleaned):,} characters, over the limit of {max_chars:,} "
+            "(settings.max_text_chars); "
             "split it into smaller pieces"
         )
     return cleaned

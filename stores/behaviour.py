@@ -1,8 +1,8 @@
 """Behavioural signals from interactions: popularity and item-item co-occurrence.
 
-Interactions live in a small SQLite file (the store directory in embedded mode, a local state directory in http
-mode) because 100k rows are a few milliseconds for SQLite but minutes of Chroma upserts with dummy vectors.
-Rows are keyed by (user, item, ts), so re-ingesting the same file is idempotent.
+Interactions live in a small SQLite file (the store directory in embedded mode, a local state directory in
+http mode) because 100k rows are a few milliseconds for SQLite but minutes of Chroma upserts with dummy
+vectors. Rows are keyed by (user, item, ts), so re-ingesting the same file is idempotent.
 
 Signals use implicit feedback: a user either interacted with an item (value > 0) or not. Ratings are kept for
 callers but not used as weights, since a low star rating is still evidence of co-consumption.
@@ -70,7 +70,7 @@ class BehaviourStore:
     # -- writes ------------------------------------------------------------------------------------
 
     def add(self, interactions: Iterable[Interaction | dict]) -> int:
-        """Insert interactions in one transaction; returns how many were new. A bad row rejects the whole batch."""
+        """Insert interactions in one transaction; returns how many were new. A bad row rejects the batch."""
         rows: list[tuple[str, str, float, str]] = []
         for n, raw in enumerate(interactions, start=1):
             try:
@@ -125,7 +125,8 @@ class BehaviourStore:
         """Items the user interacted with, oldest first where timestamps exist."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT item_id, MIN(ts) AS t FROM interactions WHERE user_id = ? GROUP BY item_id ORDER BY t, item_id",
+                "SELECT item_id, MIN(ts) AS t FROM interactions WHERE user_id = ? "
+                "GROUP BY item_id ORDER BY t, item_id",
                 (user_id,),
             ).fetchall()
         return [r[0] for r in rows]
@@ -137,7 +138,7 @@ class BehaviourStore:
     def cooccurrence_scores(
         self, seed_item_ids: Sequence[str], exclude: set[str] | frozenset[str] = frozenset(), n: int = 200
     ) -> dict[str, float]:
-        """Sum over seeds of the item-item cosine on the binary user x item matrix; top `n`, seeds excluded."""
+        """Sum over seeds of item-item cosine on the binary user x item matrix; top `n`, seeds excluded."""
         m = self._matrices()
         seeds = sorted({m.item_index[s] for s in seed_item_ids if s in m.item_index})
         if not seeds or n <= 0:
@@ -160,7 +161,9 @@ class BehaviourStore:
             gen = self._generation()
             if self._cache is not None and self._cache.generation == gen:
                 return self._cache
-            rows = self._conn.execute("SELECT DISTINCT user_id, item_id FROM interactions WHERE value > 0").fetchall()
+            rows = self._conn.execute(
+                "SELECT DISTINCT user_id, item_id FROM interactions WHERE value > 0"
+            ).fetchall()
             self._cache = _build_matrices(gen, rows)
             return self._cache
 
@@ -172,12 +175,14 @@ class BehaviourStore:
 def _build_matrices(generation: int, pairs: list[tuple[str, str]]) -> _Matrices:
     user_index: dict[str, int] = {}
     item_index: dict[str, int] = {}
-    r = np.fromiter((user_index.setdefault(u, len(user_index)) for u, _ in pairs), dtype=np.int64, count=len(pairs))
-    c = np.fromiter((item_index.setdefault(i, len(item_index)) for _, i in pairs), dtype=np.int64, count=len(pairs))
-    item_ids = list(item_index)
-    x = sp.csc_matrix(
-        (np.ones(len(pairs), dtype=np.float32), (r, c)), shape=(len(user_index), len(item_ids))
+    r = np.fromiter(
+        (user_index.setdefault(u, len(user_index)) for u, _ in pairs), dtype=np.int64, count=len(pairs)
     )
+    c = np.fromiter(
+        (item_index.setdefault(i, len(item_index)) for _, i in pairs), dtype=np.int64, count=len(pairs)
+    )
+    item_ids = list(item_index)
+    x = sp.csc_matrix((np.ones(len(pairs), dtype=np.float32), (r, c)), shape=(len(user_index), len(item_ids)))
     counts = np.asarray(x.sum(axis=0)).ravel()  # users per item (pairs are distinct)
     norms = np.sqrt(counts)
     norms[norms == 0] = 1.0

@@ -1,4 +1,4 @@
-"""Id validation shared by the store and everything that writes to it (user ids are also Chroma metadata values)."""
+"""Id validation shared by the store and everything writing to it (user ids are Chroma metadata values)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ def validate_user_id(user_id: object) -> str:
     """Return `user_id` if it is 1..128 chars of [A-Za-z0-9_.@:-]; else raise InvalidInputError."""
     if not isinstance(user_id, str) or not _USER_ID.fullmatch(user_id):
         shown = repr(user_id)[:60]
-        raise InvalidInputError(f"invalid user id {shown}: use 1-128 characters of letters, digits and _ . @ : -")
+        raise InvalidInputError(
+            f"invalid user id {shown}: use 1-128 characters of letters, digits and _ . @ : -"
+        )
     return user_id
 
 

@@ -77,8 +77,9 @@ def store(tmp_path, embedder):
 
 @pytest.fixture(scope="session")
 def demo_items():
-    from interestlens.stores.catalog_io import read_catalog_jsonl
     from importlib import resources
+
+    from interestlens.stores.catalog_io import read_catalog_jsonl
 
     path = resources.files("interestlens.agent").joinpath("data/demo_catalog.jsonl")
     with resources.as_file(path) as p:

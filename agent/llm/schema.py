@@ -15,24 +15,49 @@ from __future__ import annotations
 import copy
 import json
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from interestlens.agent.errors import InterestLensError
+from interestlens.agent.errors import InterestLensError, LLMOutputError
+from interestlens.agent.llm.base import LLMUsage
+
+T = TypeVar("T", bound=BaseModel)
 
 # Applied where the response model leaves a string or list unbounded.
 DEFAULT_MAX_STRING = 300
 DEFAULT_MAX_ITEMS = 12
 
-# String formats the llama.cpp converter turns into exact rules; other formats are dropped (pydantic checks them).
+# Formats the llama.cpp converter turns into exact rules; others are dropped (pydantic checks them).
 _GRAMMAR_FORMATS = {"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"}
 _GRAMMAR_KEYWORDS = {
-    "type", "properties", "required", "items", "prefixItems", "enum", "const", "anyOf", "oneOf", "allOf",
-    "minItems", "maxItems", "minLength", "maxLength", "additionalProperties", "format",
+    "type",
+    "properties",
+    "required",
+    "items",
+    "prefixItems",
+    "enum",
+    "const",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "minItems",
+    "maxItems",
+    "minLength",
+    "maxLength",
+    "additionalProperties",
+    "format",
 }
 _STRICT_KEYWORDS = {
-    "type", "properties", "required", "items", "enum", "const", "anyOf", "additionalProperties", "description",
+    "type",
+    "properties",
+    "required",
+    "items",
+    "enum",
+    "const",
+    "anyOf",
+    "additionalProperties",
+    "description",
 }
 
 # Control characters and DEL are excluded: JSON forbids raw control characters inside strings.
@@ -60,7 +85,7 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
             if not ref.startswith("#/") or name not in defs:
                 raise SchemaError(f"unsupported $ref {ref!r} in response schema")
             if name in stack:
-                raise SchemaError(f"recursive response model ({name}) cannot be bounded for structured output")
+                raise SchemaError(f"recursive response model ({name}) cannot be bounded for a grammar")
             target = resolve(copy.deepcopy(defs[name]), (*stack, name))
             # Siblings of $ref (pydantic puts description/default there) refine the target.
             siblings = {k: resolve(v, stack) for k, v in node.items() if k != "$ref"}
@@ -136,7 +161,8 @@ def _gbnf_cached(schema_json: str) -> str:
 
 def schema_gbnf(schema: dict[str, Any]) -> str:
     """GBNF grammar for an already prepared (see `grammar_schema`) JSON schema."""
-    return _gbnf_cached(json.dumps(schema, sort_keys=True))
+    # Key order is kept: it is the order in which the model writes the fields.
+    return _gbnf_cached(json.dumps(schema))
 
 
 def model_gbnf(
@@ -179,3 +205,21 @@ def openai_strict_schema(model: type[BaseModel]) -> dict[str, Any]:
 def describe_schema(model: type[BaseModel]) -> str:
     """Compact JSON of the bounded schema, for prompts that must state the expected shape in words."""
     return json.dumps(grammar_schema(model), separators=(",", ":"))
+
+
+def validate_reply(
+    raw: str, response_model: type[T], model_id: str, usage: LLMUsage, finish_reason: str | None = None
+) -> T:
+    """`response_model` parsed from `raw`, or LLMOutputError (carrying `.raw` and `.usage` for accounting)."""
+    try:
+        return response_model.model_validate_json(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "reply"
+        hint = " (cut off at max_tokens)" if finish_reason == "length" else ""
+        err = LLMOutputError(
+            f"{model_id} reply is not a valid {response_model.__name__}{hint}: {where}: {first.get('msg')}"
+        )
+        err.raw = raw  # type: ignore[attr-defined]
+        err.usage = usage  # type: ignore[attr-defined]
+        raise err from e

@@ -1,0 +1,280 @@
+"""Stage 4: group the profile's active likes into a few retrieval intents, steered by the latest message.
+
+LLM path: the model sees a numbered list of interests and answers with groups of *indices* (a runtime Literal
+enum, so an unknown id cannot even be generated), a short name, rationale and retrieval query per group.
+Non-LLM path (also the fallback): agglomerative clustering of interest embeddings, weighted by effective
+weight and boosted by similarity to the message; the query is the member names plus the message's keywords.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, Field, ValidationError, create_model
+
+from interestlens.agent.config import Settings
+from interestlens.agent.embeddings import Embedder
+from interestlens.agent.errors import LLMError, LLMOutputError
+from interestlens.agent.llm.base import Stopwatch, StructuredLLM
+from interestlens.agent.models import Intent, InterestProfile, StageStats, SubInterest
+from interestlens.agent.profile import effective_weight, interest_text
+from interestlens.agent.prompting import RenderedPrompt, render
+
+T = TypeVar("T", bound=BaseModel)
+
+MAX_NAME = 48
+MAX_RATIONALE = 160
+MAX_QUERY = 120
+CONTEXT_BOOST = 2.0  # relevance multiplier at cosine 1.0 between an interest and the message
+CLUSTER_DISTANCE = 0.6  # cosine distance under which interests share an intent (average linkage)
+MAX_PROMPT_INTERESTS = 24  # keeps the numbered list inside a small model's context window
+
+_STOPWORDS = frozenset({
+    "a", "an", "the", "and", "or", "but", "of", "for", "to", "in", "on", "at", "by", "with", "from",
+    "about", "into", "over", "under", "is", "are", "was", "were", "be", "been", "am", "i", "me", "my", "we",
+    "our", "you", "your", "it", "its", "this", "that", "these", "those", "some", "any", "something",
+    "anything", "want", "wanted", "would", "like", "likes", "liked", "love", "loved", "please", "give",
+    "show", "recommend", "recommendation", "recommendations", "suggest", "need", "looking", "look", "find",
+    "get", "got", "tonight", "today", "now", "just", "really", "very", "more", "most", "much", "maybe",
+    "also", "can", "could", "should", "will", "shall", "do", "does", "did", "not", "no", "so", "as", "if",
+    "than", "then", "there", "here", "what", "which", "who", "whom", "how", "when", "where", "why", "one",
+    "ones", "thing", "things", "good", "great", "new", "kind", "sort"
+})
+
+
+def llm_generate(
+    llm: StructuredLLM, prompt: RenderedPrompt, model: type[T], *, stats: StageStats, max_tokens: int,
+    temperature: float = 0.0,
+) -> T:
+    """One counted LLM call: tokens and calls go to `stats`; invalid replies are counted, then re-raised."""
+    stats.llm_calls += 1
+    try:
+        resp = llm.generate(prompt, model, max_tokens=max_tokens, temperature=temperature)
+    except LLMOutputError:
+        stats.invalid_outputs += 1
+        raise
+    except ValidationError as e:  # a backend that validated but let pydantic's error escape
+        stats.invalid_outputs += 1
+        raise LLMOutputError(str(e)) from e
+    stats.prompt_tokens += resp.usage.prompt_tokens
+    stats.completion_tokens += resp.usage.completion_tokens
+    return resp.value
+
+
+def context_keywords(context: str | None, limit: int = 8) -> list[str]:
+    """Content words of the message, in order, without stopwords or repeats."""
+    if not context:
+        return []
+    words = re.findall(r"[A-Za-z0-9][A-Za-z0-9'\-]*", context)
+    out: list[str] = []
+    for w in words:
+        lw = w.lower()
+        if lw in _STOPWORDS or len(lw) < 3 or lw in out:
+            continue
+        out.append(lw)
+    return out[:limit]
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= n:
+        return text
+    cut = text[:n].rsplit(" ", 1)[0]
+    return (cut or text[:n]).rstrip(" ,;:-")
+
+
+def _relevance(
+    likes: Sequence[SubInterest], context: str | None, embedder: Embedder, settings: Settings, now: datetime
+) -> tuple[np.ndarray, np.ndarray]:
+    """(interest embeddings, relevance): effective weight x (1 + boost x cosine to the message)."""
+    embs = embedder.embed([interest_text(i) for i in likes])
+    weights = np.array([effective_weight(i, now, settings.half_life_days) for i in likes], dtype=np.float64)
+    if context:
+        sims = embs @ embedder.embed([context])[0]
+        weights = weights * (1.0 + CONTEXT_BOOST * np.clip(sims, 0.0, 1.0))
+    return embs, weights
+
+
+def _intent_weights(groups: list[list[int]], relevance: np.ndarray) -> list[float]:
+    raw = [float(relevance[g].sum()) for g in groups]
+    total = sum(raw) or 1.0
+    return [r / total for r in raw]
+
+
+def _query_from(names: Sequence[str], keywords: Sequence[str]) -> str:
+    members = _clip(", ".join(names), MAX_QUERY - (min(40, 2 + len(" ".join(keywords))) if keywords else 0))
+    return _clip(f"{members}; {' '.join(keywords)}" if keywords else members, MAX_QUERY)
+
+
+def _context_only_intent(context: str) -> Intent:
+    keywords = context_keywords(context)
+    return Intent(
+        name=_clip(context, MAX_NAME) or "Your request",
+        rationale="From your message (no stored interests yet).",
+        interest_ids=[],
+        query=_clip(context, MAX_QUERY) or " ".join(keywords),
+        weight=1.0,
+    )
+
+
+def cluster_groups(embs: np.ndarray, max_groups: int, distance: float = CLUSTER_DISTANCE) -> list[list[int]]:
+    """Agglomerative (average linkage, cosine) groups of rows under a distance threshold.
+
+    The caller keeps the `max_groups` most relevant groups: forcing fewer clusters instead chains unrelated
+    interests into one muddy intent whose query matches nothing well.
+    """
+    n = len(embs)
+    if n == 0:
+        return []
+    if n == 1 or max_groups <= 1:
+        return [list(range(n))]
+    from sklearn.cluster import AgglomerativeClustering
+
+    labels = AgglomerativeClustering(
+        n_clusters=None, distance_threshold=distance, metric="cosine", linkage="average"
+    ).fit_predict(embs)
+    groups: dict[int, list[int]] = {}
+    for idx, lab in enumerate(labels):
+        groups.setdefault(int(lab), []).append(idx)
+    return list(groups.values())
+
+
+def compose_without_llm(
+    likes: Sequence[SubInterest], context: str | None, *, embedder: Embedder, settings: Settings,
+    now: datetime | None = None,
+) -> list[Intent]:
+    now = now or datetime.now(UTC)
+    embs, rel = _relevance(likes, context, embedder, settings, now)
+    groups = cluster_groups(embs, settings.max_intents)
+    # Members strongest first, so the name and the clipped query keep what matters most now.
+    groups = [sorted(g, key=lambda i: -rel[i]) for g in groups]
+    groups.sort(key=lambda g: -float(rel[g].sum()))
+    groups = groups[: settings.max_intents]
+    weights = _intent_weights(groups, rel)
+    keywords = context_keywords(context)
+    intents = []
+    for g, w in zip(groups, weights, strict=True):
+        names = [likes[i].name for i in g]
+        name = names[0] if len(names) == 1 else f"{names[0]} & {len(names) - 1} more"
+        rationale = f"Groups {len(g)} interest{'s' if len(g) > 1 else ''}: {', '.join(names)}"
+        if context:
+            rationale += " (weighted by your message)"
+        intents.append(
+            Intent(
+                name=_clip(name, MAX_NAME) or _clip(names[0], MAX_NAME),
+                rationale=_clip(rationale, MAX_RATIONALE),
+                interest_ids=[likes[i].id for i in g],
+                query=_query_from(names, keywords),
+                weight=w,
+            )
+        )
+    return intents
+
+
+def _response_model(n_interests: int, max_intents: int) -> type[BaseModel]:
+    index = Literal[tuple(range(1, n_interests + 1))]  # type: ignore[valid-type]
+    draft = create_model(
+        "IntentDraft",
+        name=(str, Field(min_length=1, max_length=MAX_NAME)),
+        members=(list[index], Field(min_length=1, max_length=min(n_interests, 8))),  # type: ignore[valid-type]
+        rationale=(str, Field(max_length=MAX_RATIONALE)),
+        query=(str, Field(min_length=1, max_length=MAX_QUERY)),
+    )
+    return create_model(
+        "ComposeReply", intents=(list[draft], Field(min_length=1, max_length=max_intents))  # type: ignore[valid-type]
+    )
+
+
+def compose_with_llm(
+    likes: Sequence[SubInterest], context: str | None, *, llm: StructuredLLM, embedder: Embedder,
+    settings: Settings, stats: StageStats, now: datetime | None = None,
+) -> list[Intent]:
+    """Raises LLMError when the reply is unusable (caller falls back)."""
+    now = now or datetime.now(UTC)
+    _, rel = _relevance(likes, context, embedder, settings, now)
+    order = sorted(range(len(likes)), key=lambda i: -rel[i])[:MAX_PROMPT_INTERESTS]
+    shown = [likes[i] for i in order]
+    prompt = render(
+        "compose",
+        interests=[{"n": n, "name": i.name, "description": i.description} for n, i in enumerate(shown, 1)],
+        context=context,
+        max_intents=settings.max_intents,
+    )
+    reply = llm_generate(llm, prompt, _response_model(len(shown), settings.max_intents), stats=stats,
+                         max_tokens=120 + 110 * settings.max_intents)
+    groups: list[list[int]] = []
+    drafts = []
+    seen_groups: set[tuple[int, ...]] = set()
+    for d in reply.intents:  # type: ignore[attr-defined]
+        members = list(dict.fromkeys(order[m - 1] for m in d.members))
+        key = tuple(sorted(members))
+        if not members or key in seen_groups:
+            continue  # empty or repeated group
+        seen_groups.add(key)
+        groups.append(members)
+        drafts.append(d)
+    if not groups:
+        raise LLMOutputError("compose reply had no usable groups")
+    weights = _intent_weights(groups, rel)
+    keywords = context_keywords(context)
+    intents = []
+    for d, g, w in zip(drafts, groups, weights, strict=True):
+        names = [likes[i].name for i in g]
+        name = _clip(d.name, MAX_NAME)
+        if not _shares_word(name, " ".join(names)):  # an invented name (seen: a person's name) -> template
+            name = _clip(names[0] if len(names) == 1 else f"{names[0]} & {len(names) - 1} more", MAX_NAME)
+        query = _clip(d.query, MAX_QUERY)
+        # A query that mentions none of its members' words is the small model drifting: anchor it.
+        if not query or not _shares_word(query, " ".join(names)):
+            query = _query_from(names, keywords)
+        intents.append(
+            Intent(
+                name=name,
+                rationale=_clip(d.rationale, MAX_RATIONALE) or f"Groups: {', '.join(names)}",
+                interest_ids=[likes[i].id for i in g],
+                query=query,
+                weight=w,
+            )
+        )
+    intents.sort(key=lambda i: -i.weight)
+    return intents
+
+
+def _shares_word(a: str, b: str) -> bool:
+    wa = {w for w in re.findall(r"\w+", a.lower()) if len(w) > 2}
+    wb = {w for w in re.findall(r"\w+", b.lower()) if len(w) > 2}
+    return bool(wa & wb)
+
+
+def compose_intents(
+    profile: InterestProfile,
+    context: str | None,
+    *,
+    llm: StructuredLLM | None,
+    embedder: Embedder,
+    settings: Settings,
+    stats: StageStats,
+    now: datetime | None = None,
+) -> list[Intent]:
+    """1..max_intents intents over the active likes (or one from the context alone); [] when neither."""
+    sw = Stopwatch()
+    context = context.strip() if context and context.strip() else None
+    likes = profile.likes()
+    try:
+        if not likes:
+            return [_context_only_intent(context)] if context else []
+        if llm is not None:
+            try:
+                return compose_with_llm(
+                    likes, context, llm=llm, embedder=embedder, settings=settings, stats=stats, now=now
+                )
+            except LLMError as e:
+                stats.fallbacks += 1
+                stats.warnings.append(f"compose: LLM output unusable, used clustering ({str(e)[:120]})")
+        return compose_without_llm(likes, context, embedder=embedder, settings=settings, now=now)
+    finally:
+        stats.latency_ms["compose"] = stats.latency_ms.get("compose", 0.0) + sw.ms

@@ -1,0 +1,278 @@
+"""Linking: find catalog items the user *names* in free text ("something like Super Troopers", "Matrix, The
+(1999)").
+
+Titles and text are reduced to the same token keys: lower case, punctuation dropped, "&" -> "and", a trailing
+"(year)" removed, the MovieLens "Title, The" form turned around, and a leading article dropped. The index maps
+each key (a tuple of tokens) to its items, so linking is one dictionary probe per n-gram of the text: fast for
+catalogs of tens of thousands of items. Short or common-word titles ("It", "Click", "Up") only link when a
+year
+follows, when quoted, or when written capitalised mid-sentence, to keep false links rare.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from interestlens.agent.models import EvidenceSpan, Item, SourceText
+
+# Only English articles are dropped from the front: "Die Hard" must keep its "Die".
+_ARTICLES = frozenset({"the", "a", "an"})
+_CONNECTORS = frozenset({"of", "the", "a", "an", "and", "in", "on", "to", "for", "with", "at", "from", "by"})
+_TRAILING_ARTICLE = re.compile(
+    r"^(?P<body>.+?),\s*(?P<art>the|a|an|les|le|la|l'|el|il|die|der|das)\s*$", re.I
+)
+_YEAR_SUFFIX = re.compile(r"\s*\((?P<year>\d{4})(?:[-\u2013]\d{0,4})?\)\s*$")
+_AKA = re.compile(r"\s*\((?:a\.k\.a\.|aka)\s+(?P<alt>[^)]*)\)", re.I)
+_PAREN = re.compile(r"\s*\([^)]*\)")
+# Words: letters/digits with inner apostrophes or periods kept together ("don't", "s.w.a.t").
+_TOKEN = re.compile(r"[^\W_]+(?:['\u2019.][^\W_]+)*|&", re.UNICODE)
+# A year after a title, allowing the catalog's own "Title, The (1999)" form.
+_YEAR_AFTER = re.compile(
+    r"(?:,\s*(?:[Tt]he|[Aa]n?)\b)?[!?.\u2026]*\s*[(\[]?\s*(?P<year>(?:19|20)\d{2})\s*[)\]]?"
+)
+
+# Words that introduce a named title in chat ("loved the matrix", "something like the notebook").
+_MENTION_CUES = frozenset(
+    """
+    like liked love loved loves watched watch seen saw enjoyed enjoy adore adored as to about than including
+    especially favorite favourite rewatched hated dislike disliked
+    """.split()  # noqa: SIM905 - a word list reads better as text
+)
+# Words so common in chat that a title made only of them needs stronger evidence than the words alone.
+COMMON_WORDS = frozenset(
+    """
+    a about above after again against all also am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have
+    having he her here hers herself him himself his how i if in into is it its itself just me more most my
+    myself no nor not now of off on once only or other our ours out over own same she should so some such
+    than that the their theirs them then there these they this those through to too under until up very was
+    we were what when where which while who whom why will with would you your yours yourself yes yeah ok
+    okay hello hi hey thanks thank please sure well really like love liked loved good great best better nice
+    fun funny cool awesome bad new old big little last first next one two three time day night home man men
+    woman women girl girls boy boys friend friends family life world people movie movies film films show
+    shows series watch watched watching see seen saw look looking looked want go going gone get got make
+    made take know think thought say said tell told feel felt need let come came give gave find action
+    comedy comedies drama dramas horror thriller thrillers romance romantic scary sad happy kids classic
+    classics animated animation documentary musical western war crime mystery fantasy family adventure
+    superhero something anything everything nothing maybe never always still again recommend recommendation
+    suggestions suggest kind sort type lot lots much many enjoy enjoyed favorite favourite heat click up it
+    her us go
+    """.split()  # noqa: SIM905 - a word list reads better as text
+)
+
+
+def _fold_token(tok: str) -> str:
+    if tok == "&":
+        return "and"
+    return tok.lower().replace("'", "").replace("\u2019", "").replace(".", "")
+
+
+def title_variants(title: str) -> tuple[list[tuple[str, ...]], int | None]:
+    """Token keys a title can be written as, and its year (from a trailing "(YYYY)") if any."""
+    t = title.strip()
+    year = None
+    m = _YEAR_SUFFIX.search(t)
+    if m:
+        year = int(m.group("year"))
+        t = t[: m.start()]
+    forms = [t]
+    for aka in _AKA.finditer(t):
+        forms.append(aka.group("alt"))
+    base = _PAREN.sub("", t).strip()  # "(a.k.a. ...)" and other parentheticals out of the main form
+    forms[0] = base
+    # Foreign-title parentheticals ("Amelie (Fabuleux destin d'Amélie Poulain, Le)") also name the film.
+    for par in re.finditer(r"\(([^)]*)\)", t):
+        inner = par.group(1)
+        if not inner.lower().startswith(("a.k.a", "aka")) and len(inner) > 3:
+            forms.append(inner)
+    keys: list[tuple[str, ...]] = []
+    for form in forms:
+        form = form.strip()
+        m2 = _TRAILING_ARTICLE.match(form)
+        if m2:
+            art = m2.group("art")
+            form = f"{art}{'' if art.endswith(chr(39)) else ' '}{m2.group('body')}"
+        toks = [_fold_token(x) for x in _TOKEN.findall(form)]
+        toks = [x for x in toks if x]
+        variants = [toks]
+        if toks and toks[0] in _ARTICLES and len(toks) > 1:
+            variants = [toks[1:], toks]  # "matrix" and "the matrix" both name "Matrix, The"
+        for v in variants:
+            if v and tuple(v) not in keys:
+                keys.append(tuple(v))
+    return keys, year
+
+
+@dataclass(frozen=True)
+class _Entry:
+    item: Item
+    year: int | None
+    popularity: float
+    order: int
+
+
+@dataclass(frozen=True)
+class _Token:
+    key: str
+    start: int
+    end: int
+    raw: str
+
+
+class TitleLinker:
+    """Index of catalog titles; `link(source)` returns the items a text names, each with its evidence span."""
+
+    def __init__(
+        self,
+        items: Iterable[Item],
+        popularity: Mapping[str, float] | None = None,
+        *,
+        max_ngram: int = 12,
+    ) -> None:
+        popularity = popularity or {}
+        self._index: dict[tuple[str, ...], list[_Entry]] = {}
+        self.max_ngram = 1
+        for order, item in enumerate(items):
+            keys, year = title_variants(item.title)
+            if year is None and isinstance(item.metadata.get("year"), int):
+                year = int(item.metadata["year"])  # type: ignore[arg-type]
+            entry = _Entry(item, year, float(popularity.get(item.id, 0.0)), order)
+            for key in keys:
+                if len(key) > max_ngram:
+                    continue
+                self._index.setdefault(key, []).append(entry)
+                self.max_ngram = max(self.max_ngram, len(key))
+        for entries in self._index.values():
+            # Most popular first, then catalog order: the default pick when the text gives no year.
+            entries.sort(key=lambda e: (-e.popularity, e.order))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @staticmethod
+    def _tokens(text: str) -> list[_Token]:
+        out = []
+        for m in _TOKEN.finditer(text):
+            key = _fold_token(m.group())
+            if key:
+                out.append(_Token(key, m.start(), m.end(), m.group()))
+        return out
+
+    @staticmethod
+    def _is_sentence_start(text: str, pos: int) -> bool:
+        j = pos - 1
+        while j >= 0 and text[j] in " \t\"'(\u201c":
+            j -= 1
+        return j < 0 or text[j] in ".!?\n"
+
+    def _strong_enough(self, text: str, toks: list[_Token], i: int, n: int, year_follows: bool) -> bool:
+        """Whether a match of tokens i..i+n is a deliberate mention rather than ordinary words."""
+        key = [t.key for t in toks[i : i + n]]
+        if year_follows:
+            return True
+        if all(k.isdigit() for k in key):
+            return False  # "2010", "1984": far more often a year or a count than a title
+        start, end = toks[i].start, toks[i + n - 1].end
+        before = text[start - 1] if start > 0 else ""
+        after = text[end] if end < len(text) else ""
+        if before in "\"'\u201c\u2018*" and after in "\"'\u201d\u2019*" and before:
+            return True  # quoted or emphasised
+        content = [k for k in key if k not in COMMON_WORDS]
+        capitalised = all(
+            t.raw[0].isupper() or t.raw[0].isdigit() or t.key in _CONNECTORS for t in toks[i : i + n]
+        )
+        if before == "-" or after == "-":
+            return False  # part of a hyphenated word ("Ex-Cop")
+        if not content:
+            # Only common words ("It", "Up", "Click"): a year or quotes must mark it as a title.
+            return False
+        if len(key) == 1 or sum(len(k) for k in content) < 5:
+            # One distinctive word: only when written as a title, capitalised and not at a sentence start.
+            return (
+                capitalised
+                and not self._is_sentence_start(text, start)
+                and len(key[0]) >= 3
+                and not self._inside_longer_name(toks, i, n)
+            )
+        if (
+            key[0] in _ARTICLES
+            and len(key) >= 2
+            and sum(len(k) for k in content) >= 5
+            and i > 0
+            and toks[i - 1].key in _MENTION_CUES
+        ):
+            return True  # "something like the matrix": a lower-case title with its article after a cue
+        if not capitalised:
+            # Lower-case chat: "way back", "ghost story" are ordinary phrases; longer ones are deliberate.
+            return len(key) >= 3 and len(content) >= 2
+        return True
+
+    @staticmethod
+    def _inside_longer_name(toks: list[_Token], i: int, n: int) -> bool:
+        """A capitalised word next to other capitalised words ("Stephen King", "Fellowship of the Ring")."""
+        glue = ("of", "the", "a", "an")  # "and" separates two titles, it does not join one name
+        j = i - 1
+        while j >= 0 and toks[j].key in glue:
+            j -= 1
+        k = i + n
+        while k < len(toks) and toks[k].key in glue:
+            k += 1
+        for t in (toks[j] if j >= 0 else None, toks[k] if k < len(toks) else None):
+            if t is not None and t.raw[0].isupper() and t.raw != "I" and not t.raw.startswith("I'"):
+                return True
+        return False
+
+    def link(self, source: SourceText) -> list[tuple[Item, EvidenceSpan]]:
+        text = source.text
+        toks = self._tokens(text)
+        candidates: list[tuple[int, int, int, list[_Entry], int | None, int]] = []  # (n, i, end_char, ...)
+        for i in range(len(toks)):
+            for n in range(min(self.max_ngram, len(toks) - i), 0, -1):
+                key = tuple(t.key for t in toks[i : i + n])
+                entries = self._index.get(key)
+                if not entries:
+                    continue
+                end_char = toks[i + n - 1].end
+                m = _YEAR_AFTER.match(text, end_char)
+                year = int(m.group("year")) if m else None
+                year_hit = year is not None and any(e.year == year for e in entries)
+                if not self._strong_enough(text, toks, i, n, year_hit):
+                    continue
+                span_end = m.end() if year_hit and m else end_char
+                candidates.append((n, i, span_end, entries, year if year_hit else None, toks[i].start))
+                break  # longest match at this position
+        # A match the year confirms first, then longest, then leftmost; keep non-overlapping.
+        candidates.sort(key=lambda c: (c[4] is None, -c[0], c[1]))
+        taken: list[tuple[int, int]] = []
+        out: list[tuple[int, Item, EvidenceSpan]] = []
+        seen_ids: set[str] = set()
+        for n, i, span_end, entries, year, _ in candidates:
+            lo, hi = i, i + n
+            if any(lo < b and a < hi for a, b in taken):
+                continue
+            taken.append((lo, hi))
+            start = toks[i].start
+            # Include a leading article the index dropped ("the matrix") in the evidence span.
+            if i > 0 and toks[i - 1].key in _ARTICLES and not any(a <= i - 1 < b for a, b in taken):
+                start = toks[i - 1].start
+            entry = next((e for e in entries if year is not None and e.year == year), entries[0])
+            if entry.item.id in seen_ids:
+                continue
+            seen_ids.add(entry.item.id)
+            span = EvidenceSpan(source_id=source.id, start=start, end=span_end, text=text[start:span_end])
+            out.append((start, entry.item, span))
+        out.sort(key=lambda x: x[0])
+        return [(item, span) for _, item, span in out]
+
+    def link_all(self, sources: Iterable[SourceText]) -> list[tuple[Item, EvidenceSpan]]:
+        """Links across several sources, each item once (its first mention)."""
+        seen: set[str] = set()
+        out = []
+        for src in sources:
+            for item, span in self.link(src):
+                if item.id not in seen:
+                    seen.add(item.id)
+                    out.append((item, span))
+        return out

@@ -1,0 +1,211 @@
+"""Evaluation datasets in the shared format: catalog.jsonl, cases.<split>.jsonl, optional interactions.jsonl.
+
+Leakage rules live here, in one place:
+- a case's `positives` are ground truth only; nothing a system sees is derived from this split's positives;
+- behaviour (popularity, co-occurrence) comes from `interactions.jsonl` when present; otherwise from the other
+  split files' history + positives, plus this split's histories (inputs, not labels) of *other* users —
+  cases of one user are correlated (a movie liked in one dialogue is mentioned in the next), so a user's
+  own cases never contribute to the behaviour used for that user ("leave-user-out").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from interestlens.agent.errors import InvalidInputError
+from interestlens.agent.models import Interaction, Item, SourceText
+
+SAMPLED_NEGATIVES = 19
+
+
+class EvalCase(BaseModel):
+    """One case: what the user wrote, their request, what they consumed, what they went on to like."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    case_id: str = Field(min_length=1)
+    user_id: str = Field(min_length=1)
+    texts: list[SourceText] = Field(default_factory=list)
+    context: str | None = None
+    history: list[str] = Field(default_factory=list)
+    positives: list[str] = Field(min_length=1)
+
+
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9_.@:-]")
+
+
+def eval_user_id(case: EvalCase) -> str:
+    """A fresh, valid agent user id per case (cases of one person must not share a profile)."""
+    safe = _UNSAFE_ID.sub("_", case.case_id)[:100]
+    return f"eval-{safe}-{hashlib.sha256(case.case_id.encode()).hexdigest()[:8]}"
+
+
+def behaviour_user_id(user_id: str) -> str:
+    return "beh-" + _UNSAFE_ID.sub("_", user_id)[:100]
+
+
+@dataclass
+class EvalDataset:
+    name: str
+    directory: Path
+    split: str
+    catalog: list[Item]
+    cases: list[EvalCase]
+    interactions: list[Interaction] | None  # interactions.jsonl, when the folder has one
+    behaviour: list[Interaction] = field(
+        default_factory=list
+    )  # leakage-free behaviour (see module docstring)
+    catalog_hash: str = ""
+    _by_id: dict[str, Item] = field(default_factory=dict, repr=False)
+    _consumed: dict[str, set[str]] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_id = {it.id: it for it in self.catalog}
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [it.id for it in self.catalog]
+
+    def item(self, item_id: str) -> Item:
+        return self._by_id[item_id]
+
+    def has_item(self, item_id: str) -> bool:
+        return item_id in self._by_id
+
+    def consumed(self, case: EvalCase) -> set[str]:
+        """Items the user already consumed: the case's history plus their rows in interactions.jsonl.
+
+        Every system's ranking is filtered by this set (standard "seen items" filtering); otherwise a user's
+        already-rated, unliked items take top slots that can never be positives.
+        """
+        if self._consumed is None:
+            self._consumed = {}
+            for x in self.interactions or ():
+                self._consumed.setdefault(x.user_id, set()).add(x.item_id)
+        return set(case.history) | self._consumed.get(case.user_id, set())
+
+    def behaviour_hash(self) -> str:
+        h = hashlib.sha256()
+        for x in self.behaviour:
+            h.update(f"{x.user_id}\x1f{x.item_id}\x1f{x.ts}\x1e".encode())
+        return h.hexdigest()[:12]
+
+    def own_behaviour(self, case: EvalCase) -> list[Interaction]:
+        """This user's split-derived rows, which leave-user-out removes while the user's cases run."""
+        if self.interactions is not None:
+            return []
+        own = behaviour_user_id(case.user_id)
+        return [x for x in self.behaviour if x.user_id == own]
+
+    def behaviour_for(self, case: EvalCase) -> list[Interaction]:
+        """Behaviour usable for this case: everything except this user's own split-derived rows."""
+        if self.interactions is not None:
+            return self.behaviour
+        own = behaviour_user_id(case.user_id)
+        return [x for x in self.behaviour if x.user_id != own]
+
+    def popularity_counts(self, case: EvalCase | None = None) -> Counter[str]:
+        """Distinct users per item (as the store's popularity signal counts them)."""
+        rows = self.behaviour if case is None else self.behaviour_for(case)
+        return Counter(item for _, item in {(x.user_id, x.item_id) for x in rows})
+
+
+def _hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def load_dataset(data_dir: str | Path, split: str, limit: int | None = None) -> EvalDataset:
+    """Read a dataset folder. `limit` keeps the first N cases (file order: deterministic)."""
+    from interestlens.stores.catalog_io import read_catalog_jsonl, read_jsonl
+
+    directory = Path(data_dir)
+    catalog_path = directory / "catalog.jsonl"
+    cases_path = directory / f"cases.{split}.jsonl"
+    for p in (catalog_path, cases_path):
+        if not p.is_file():
+            raise InvalidInputError(f"{p}: not found (expected the shared dataset format)")
+    catalog = read_catalog_jsonl(catalog_path)
+    cases = list(read_jsonl(cases_path, EvalCase))
+    if limit is not None:
+        cases = cases[: max(0, limit)]
+    known = {it.id for it in catalog}
+    for c in cases:
+        missing = [i for i in [*c.history, *c.positives] if i not in known]
+        if missing:
+            raise InvalidInputError(f"{cases_path}: case {c.case_id} names unknown item ids {missing[:5]}")
+    inter_path = directory / "interactions.jsonl"
+    interactions = list(read_jsonl(inter_path, Interaction)) if inter_path.is_file() else None
+    ds = EvalDataset(
+        name=directory.name,
+        directory=directory,
+        split=split,
+        catalog=catalog,
+        cases=cases,
+        interactions=interactions,
+        catalog_hash=_hash_file(catalog_path),
+    )
+    ds.behaviour = interactions if interactions is not None else _split_behaviour(directory, split, known)
+    return ds
+
+
+def _split_behaviour(directory: Path, split: str, known: set[str]) -> list[Interaction]:
+    """Other splits' history + positives, plus this split's histories (all cases, not only limited ones)."""
+    from interestlens.stores.catalog_io import read_jsonl
+
+    rows: list[Interaction] = []
+    for path in sorted(directory.glob("cases.*.jsonl")):
+        this_split = path.name == f"cases.{split}.jsonl"
+        for c in read_jsonl(path, EvalCase):
+            items = c.history if this_split else [*c.history, *c.positives]
+            rows.extend(
+                Interaction(user_id=behaviour_user_id(c.user_id), item_id=i) for i in items if i in known
+            )
+    return rows
+
+
+def sampled_candidates(
+    case: EvalCase,
+    positive: str,
+    item_ids: Sequence[str],
+    rng: random.Random,
+    n_negatives: int = SAMPLED_NEGATIVES,
+    consumed: set[str] | None = None,
+) -> list[str]:
+    """The positive plus `n_negatives` items drawn uniformly from outside the case's history (or the wider
+    `consumed` set) and positives, shuffled."""
+    excluded = set(case.history) | set(case.positives) | (consumed or set())
+    pool_size = len(item_ids)
+    if pool_size - len(excluded & set(item_ids)) < n_negatives:
+        raise InvalidInputError(
+            f"catalog too small to sample {n_negatives} negatives for case {case.case_id}"
+        )
+    negatives: list[str] = []
+    chosen: set[str] = set()
+    # Rejection sampling: uniform over the allowed pool without materialising it per pair.
+    while len(negatives) < n_negatives:
+        cand = item_ids[rng.randrange(pool_size)]
+        if cand in excluded or cand in chosen:
+            continue
+        chosen.add(cand)
+        negatives.append(cand)
+    out = [positive, *negatives]
+    rng.shuffle(out)
+    return out
+
+
+def case_rng(seed: int, *parts: str) -> random.Random:
+    """A deterministic RNG per (seed, case, ...): independent of which systems run, and in what order."""
+    digest = hashlib.sha256("\x1f".join([str(seed), *parts]).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))

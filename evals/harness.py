@@ -1,0 +1,549 @@
+"""Recommendation evaluation: baselines and interestlens side by side on a shared-format dataset.
+
+Protocols
+- `full`: each case ranks the whole catalog (history excluded); metrics on the top 50.
+- `sampled`: each (case, positive) pair ranks that positive plus 19 items drawn uniformly (seeded) from
+  outside the case's consumed items and positives.
+Every case is a fresh agent user (id derived from case_id), forgotten afterwards; its `texts` are observed,
+`context` is the request, `history` is consumed (never recommended), `positives` are the ground truth.
+Intervals are bootstrapped over users; interestlens systems are tested against the best baseline by ndcg@10.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field, PrivateAttr
+
+from interestlens.agent.config import Settings
+from interestlens.agent.errors import InterestLensError, InvalidInputError
+from interestlens.agent.models import StageStats
+from interestlens.evals import metrics as M
+from interestlens.evals.baselines import (
+    BASELINE_NAMES,
+    CatalogEmbeddings,
+    Query,
+    ScoringBaseline,
+    SystemOutput,
+    build_baselines,
+    popularity_probabilities,
+)
+from interestlens.evals.data import (
+    EvalCase,
+    EvalDataset,
+    case_rng,
+    eval_user_id,
+    load_dataset,
+    sampled_candidates,
+)
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("full", "sampled")
+AGENT_SYSTEMS = ("interestlens-nollm", "interestlens", "interestlens-rerank")
+ALL_SYSTEMS = (*BASELINE_NAMES, *AGENT_SYSTEMS)
+DEFAULT_SYSTEMS = (*BASELINE_NAMES, "interestlens-nollm")
+FULL_K = 50  # the full protocol keeps the top 50: enough for every metric reported
+CI_METRICS = ("ndcg@10", "recall@10", "hit@10", "mrr")
+
+
+class EvalResults(BaseModel):
+    """What results.json holds. `systems[name]` maps metric -> value (CIs as `<metric>_ci`: [lo, hi])."""
+
+    dataset: str
+    split: str
+    protocol: str
+    n_cases: int
+    n_users: int
+    llm: str
+    systems: dict[str, dict[str, Any]]
+    significance: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    _per_query: dict[str, list[dict[str, float]]] = PrivateAttr(default_factory=dict)
+
+    def per_query(self, system: str) -> list[dict[str, float]]:
+        return self._per_query.get(system, [])
+
+
+def default_cache_dir() -> Path:
+    import os
+
+    return Path(
+        os.environ.get("INTERESTLENS_EVAL_CACHE") or Path.home() / ".cache" / "interestlens" / "evals"
+    )
+
+
+def build_queries(ds: EvalDataset, case: EvalCase, protocol: str, seed: int) -> list[Query]:
+    if protocol == "full":
+        return [Query(case=case, relevant=list(case.positives), candidate_ids=None, key=case.case_id)]
+    if protocol == "sampled":
+        ids = ds.item_ids
+        consumed = ds.consumed(case)
+        return [
+            Query(
+                case=case,
+                relevant=[p],
+                candidate_ids=sampled_candidates(
+                    case, p, ids, case_rng(seed, "sampled", case.case_id, p), consumed=consumed
+                ),
+                key=f"{case.case_id}|{p}",
+            )
+            for p in dict.fromkeys(case.positives)
+        ]
+    raise InvalidInputError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+
+
+# ---------------------------------------------------------------------------------------------- systems
+
+
+@dataclass
+class CaseRun:
+    outputs: list[SystemOutput]
+    stats: StageStats = field(default_factory=StageStats)
+    latency_ms: float = 0.0
+    errors: int = 0
+
+
+class BaselineSystem:
+    is_agent = False
+
+    def __init__(self, name: str, ranker: ScoringBaseline) -> None:
+        self.name = name
+        self.ranker = ranker
+
+    def run_case(self, case: EvalCase, queries: Sequence[Query], k: int) -> CaseRun:
+        outs = [self.ranker.rank(q, k) for q in queries]
+        return CaseRun(outputs=outs, latency_ms=sum(o.latency_ms for o in outs))
+
+
+class AgentSystem:
+    """An InterestAgent configuration: observe the case as a fresh user, recommend per query, forget."""
+
+    is_agent = True
+
+    def __init__(self, name: str, agent: Any, rerank: bool) -> None:
+        self.name = name
+        self.agent = agent
+        self.rerank = rerank
+
+    def run_case(self, case: EvalCase, queries: Sequence[Query], k: int) -> CaseRun:
+        uid = eval_user_id(case)
+        run = CaseRun(outputs=[])
+        t0 = time.perf_counter()
+        try:
+            self.agent.forget(uid)  # a crashed earlier run may have left this user behind
+            if case.texts or case.history:
+                obs = self.agent.observe(uid, list(case.texts), history=list(case.history))
+                run.stats.add(obs.stats)
+            for q in queries:
+                tq = time.perf_counter()
+                try:
+                    res = self.agent.recommend(
+                        uid, context=case.context, k=k, rerank=self.rerank, candidate_ids=q.candidate_ids
+                    )
+                except InterestLensError as e:
+                    log.warning("%s: recommend failed on %s: %s", self.name, q.key, e)
+                    run.errors += 1
+                    run.outputs.append(SystemOutput(ranked=[]))
+                    continue
+                run.stats.add(res.stats)
+                run.outputs.append(
+                    SystemOutput(
+                        ranked=[r.item.id for r in res.recommendations],
+                        stats=res.stats,
+                        latency_ms=(time.perf_counter() - tq) * 1000.0,
+                    )
+                )
+        except InterestLensError as e:
+            log.warning("%s: case %s failed: %s", self.name, case.case_id, e)
+            run.errors += 1
+            run.outputs.extend(SystemOutput(ranked=[]) for _ in range(len(queries) - len(run.outputs)))
+        finally:
+            self.agent.forget(uid)
+        run.latency_ms = (time.perf_counter() - t0) * 1000.0
+        return run
+
+
+class AgentEnvironment:
+    """One ChromaStore per dataset (catalog + behaviour ingested once, cached by hash) for the agents."""
+
+    def __init__(
+        self, ds: EvalDataset, settings: Settings, cache_dir: Path, embedder: Any, progress: bool
+    ) -> None:
+        from interestlens.stores.chroma_store import ChromaStore
+
+        self.ds = ds
+        store_dir = cache_dir / f"store-{ds.name}-{ds.catalog_hash}-{ds.behaviour_hash()}"
+        self.settings = settings.model_copy(update={"store": str(store_dir)})
+        self.embedder = embedder
+        self.store = ChromaStore(str(store_dir), embedder)
+        ready = store_dir / ".eval-items-ready"
+        if not ready.exists() or self.store.count_items() != len(ds.catalog):
+            self.store.upsert_items(ds.catalog, progress=progress)
+            ready.write_text(str(len(ds.catalog)))
+        # Idempotent (rows keyed by user, item, ts): also restores rows a killed run left removed.
+        self.store.add_interactions(ds.behaviour)
+        self._llm: Any = None
+
+    def llm(self) -> Any:
+        if self._llm is None:
+            from interestlens.agent.llm import make_llm
+
+            self._llm = make_llm(self.settings.llm, self.settings)
+        return self._llm
+
+    def agent(self, *, with_llm: bool) -> Any:
+        from interestlens.agent.service import InterestAgent
+
+        return InterestAgent(
+            self.settings, llm=self.llm() if with_llm else None, embedder=self.embedder, store=self.store
+        )
+
+    def hold_out_user(self, case: EvalCase) -> list[Any]:
+        """Leave-user-out: remove this user's split-derived behaviour while their cases run."""
+        own = self.ds.own_behaviour(case)
+        if own:
+            self.store.delete_user(own[0].user_id)
+        return own
+
+    def restore_user(self, rows: list[Any]) -> None:
+        if rows:
+            self.store.add_interactions(rows)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+def _parse_systems(systems: Sequence[str] | str | None) -> list[str]:
+    if systems is None:
+        return list(DEFAULT_SYSTEMS)
+    if isinstance(systems, str):
+        systems = [s.strip() for s in systems.split(",") if s.strip()]
+    names: list[str] = []
+    for s in systems:
+        if s == "all":
+            names.extend(ALL_SYSTEMS)
+        elif s == "baselines":
+            names.extend(BASELINE_NAMES)
+        elif s in ALL_SYSTEMS:
+            names.append(s)
+        else:
+            raise InvalidInputError(
+                f"unknown system {s!r}: choose from {', '.join(ALL_SYSTEMS)}, all, baselines"
+            )
+    return list(dict.fromkeys(names))
+
+
+def _id_checks(out: SystemOutput, q: Query, ds: EvalDataset) -> dict[str, int]:
+    allowed = set(q.candidate_ids) if q.candidate_ids is not None else None
+    return {
+        "hallucinated_ids": sum(
+            1 for i in out.ranked if not ds.has_item(i) or (allowed is not None and i not in allowed)
+        ),
+        "duplicate_ids": len(out.ranked) - len(set(out.ranked)),
+        "history_ids": sum(1 for i in out.ranked if i in set(q.case.history)),
+    }
+
+
+def run_recommend_eval(
+    data_dir: str | Path,
+    split: str = "dev",
+    protocol: str = "full",
+    limit: int | None = None,
+    seed: int = 0,
+    systems: Sequence[str] | str | None = None,
+    out_dir: str | Path | None = None,
+    settings: Settings | None = None,
+    progress: bool = True,
+    *,
+    cache_dir: str | Path | None = None,
+    command: str | None = None,
+    n_boot: int = 1000,
+) -> EvalResults:
+    """Evaluate `systems` on DIR/cases.<split>.jsonl; writes results.json, report.md, metrics.png."""
+    from tqdm import tqdm
+
+    from interestlens.agent.embeddings import make_embedder
+
+    if protocol not in PROTOCOLS:
+        raise InvalidInputError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    settings = settings or Settings()
+    names = _parse_systems(systems)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    t_start = time.perf_counter()
+    ds = load_dataset(data_dir, split, limit=limit)
+    if not ds.cases:
+        raise InvalidInputError(f"{Path(data_dir) / f'cases.{split}.jsonl'}: no cases to evaluate")
+    embedder = make_embedder(
+        settings.embedder, base_url=settings.openai_base_url, api_key=settings.openai_api_key
+    )
+    emb = CatalogEmbeddings(ds, embedder, cache)
+    runners: dict[str, Any] = {
+        n: BaselineSystem(n, r)
+        for n, r in build_baselines(
+            [n for n in names if n in BASELINE_NAMES], ds, emb, embedder, seed
+        ).items()
+    }
+    env: AgentEnvironment | None = None
+    agent_names = [n for n in names if n in AGENT_SYSTEMS]
+    if agent_names:
+        env = AgentEnvironment(ds, settings, cache, embedder, progress)
+        for n in agent_names:
+            runners[n] = AgentSystem(
+                n, env.agent(with_llm=n != "interestlens-nollm"), rerank=n == "interestlens-rerank"
+            )
+    k = FULL_K if protocol == "full" else 20
+
+    per_query: dict[str, list[dict[str, float]]] = {n: [] for n in runners}
+    rankings: dict[str, list[list[str]]] = {n: [] for n in runners}
+    groups: list[str] = []
+    case_latency: dict[str, list[float]] = {n: [] for n in runners}
+    totals: dict[str, dict[str, float]] = {n: {} for n in runners}
+
+    # Grouped by user so that leave-user-out behaviour is removed once per user (order within a user is kept).
+    by_user: dict[str, list[EvalCase]] = {}
+    for c in ds.cases:
+        by_user.setdefault(c.user_id, []).append(c)
+    bar = tqdm(total=len(ds.cases), desc=f"{ds.name}/{split}/{protocol}", disable=not progress, unit="case")
+    try:
+        for user_cases in by_user.values():
+            held = env.hold_out_user(user_cases[0]) if env is not None else []
+            try:
+                for case in user_cases:
+                    queries = build_queries(ds, case, protocol, seed)
+                    for name, runner in runners.items():
+                        run = runner.run_case(case, queries, k)
+                        case_latency[name].append(run.latency_ms)
+                        t = totals[name]
+                        for key, val in (
+                            ("invalid_outputs", run.stats.invalid_outputs),
+                            ("fallbacks", run.stats.fallbacks),
+                            ("llm_calls", run.stats.llm_calls),
+                            ("tokens", run.stats.prompt_tokens + run.stats.completion_tokens),
+                            ("dropped_ungrounded", run.stats.dropped_ungrounded),
+                            ("errors", run.errors),
+                        ):
+                            t[key] = t.get(key, 0) + val
+                        consumed = ds.consumed(case)
+                        for q, out in zip(queries, run.outputs, strict=True):
+                            for key, val in _id_checks(out, q, ds).items():
+                                t[key] = t.get(key, 0) + val
+                            out.ranked = [i for i in out.ranked if i not in consumed]
+                            per_query[name].append(M.query_scores(out.ranked, q.relevant))
+                            rankings[name].append(out.ranked)
+                    groups.extend(case.user_id for _ in queries)
+                    bar.update(1)
+            finally:
+                if env is not None:
+                    env.restore_user(held)
+    finally:
+        bar.close()
+        if env is not None:
+            env.close()
+
+    popularity = popularity_probabilities(ds)
+    emb_view = emb.as_mapping()
+    summary: dict[str, dict[str, Any]] = {}
+    for name in runners:
+        rows = per_query[name]
+        s: dict[str, Any] = {}
+        for metric in M.QUERY_METRICS:
+            vals = [r[metric] for r in rows]
+            s[metric] = float(np.mean(vals)) if vals else 0.0
+            if metric in CI_METRICS:
+                s[f"{metric}_ci"] = list(M.bootstrap_ci(vals, groups, n_boot=n_boot, seed=seed))
+        lists = rankings[name]
+        s["coverage@10"] = M.catalog_coverage(lists, len(ds.catalog), 10)
+        s["diversity@10"] = (
+            float(np.mean([M.intra_list_diversity(r, emb_view, 10) for r in lists])) if lists else 0.0
+        )
+        s["novelty@10"] = float(np.mean([M.novelty(r, popularity, 10) for r in lists])) if lists else 0.0
+        s["latency_ms_p50"] = M.percentile(case_latency[name], 50)
+        s["latency_ms_p95"] = M.percentile(case_latency[name], 95)
+        for key in (
+            "invalid_outputs",
+            "fallbacks",
+            "llm_calls",
+            "tokens",
+            "dropped_ungrounded",
+            "errors",
+            "hallucinated_ids",
+            "duplicate_ids",
+            "history_ids",
+        ):
+            s[key] = int(totals[name].get(key, 0))
+        s["n_queries"] = len(rows)
+        summary[name] = s
+
+    significance = _significance(summary, per_query, groups, seed)
+    llm_spec = settings.llm if any(n in ("interestlens", "interestlens-rerank") for n in runners) else "none"
+    results = EvalResults(
+        dataset=ds.name,
+        split=split,
+        protocol=protocol,
+        n_cases=len(ds.cases),
+        n_users=len(by_user),
+        llm=llm_spec,
+        systems=summary,
+        significance=significance,
+        config={
+            "data_dir": str(data_dir),
+            "limit": limit,
+            "seed": seed,
+            "systems": list(runners),
+            "requested_systems": names,
+            "k": k,
+            "n_queries": len(groups),
+            "embedder": embedder.model_id,
+            "fusion_weights": settings.fusion_weights,
+            "behaviour": (
+                "interactions.jsonl"
+                if ds.interactions is not None
+                else "other splits' history+positives and this split's histories, leave-user-out"
+            ),
+            "seen_filter": "case history + the user's interactions.jsonl rows are removed from every ranking",
+            "wall_s": round(time.perf_counter() - t_start, 2),
+            "command": command or " ".join(shlex.quote(a) for a in sys.argv),
+        },
+    )
+    results._per_query = per_query
+    if out_dir is not None:
+        from interestlens.evals.report import write_outputs
+
+        write_outputs(results, Path(out_dir))
+    return results
+
+
+def _significance(
+    summary: dict[str, dict[str, Any]],
+    per_query: dict[str, list[dict[str, float]]],
+    groups: list[str],
+    seed: int,
+) -> dict[str, Any]:
+    metric = "ndcg@10"
+    baselines = [n for n in summary if n in BASELINE_NAMES]
+    agents = [n for n in summary if n in AGENT_SYSTEMS]
+    if not baselines or not agents:
+        return {}
+    best = max(baselines, key=lambda n: summary[n][metric])
+    base_vals = [r[metric] for r in per_query[best]]
+    comparisons = {}
+    for a in agents:
+        test = M.paired_permutation_test([r[metric] for r in per_query[a]], base_vals, groups, seed=seed)
+        test["significant_at_0.05"] = test["p_value"] < 0.05
+        comparisons[a] = test
+    return {
+        "metric": metric,
+        "baseline": best,
+        "test": "paired sign-flip permutation over users",
+        "comparisons": comparisons,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- tuning
+
+
+def tune_fusion_weights(
+    data_dir: str | Path,
+    split: str = "dev",
+    protocol: str = "full",
+    limit: int | None = 150,
+    seed: int = 0,
+    settings: Settings | None = None,
+    grid: dict[str, Sequence[float]] | None = None,
+    out_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Grid-search `settings.fusion_weights` for the non-LLM pipeline by mean ndcg@10 on a dev split.
+
+    Each case is observed once; every weight combination re-runs recommend (weights only affect retrieval).
+    Refuses the test split: weights tuned on test would make test numbers meaningless.
+    """
+    from tqdm import tqdm
+
+    from interestlens.agent.embeddings import make_embedder
+
+    if split == "test":
+        raise InvalidInputError("fusion weights are tuned on dev data only, never on the test split")
+    settings = settings or Settings()
+    grid = grid or {
+        "popularity": (0.0, 0.25, 0.5, 1.0, 2.0),
+        "cooc": (0.0, 0.5, 1.0, 2.0),
+        "mention": (0.5, 1.0, 2.0),
+    }
+    ds = load_dataset(data_dir, split, limit=limit)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    embedder = make_embedder(
+        settings.embedder, base_url=settings.openai_base_url, api_key=settings.openai_api_key
+    )
+    env = AgentEnvironment(ds, settings, cache, embedder, progress)
+    agent = env.agent(with_llm=False)
+    base = dict(env.settings.fusion_weights)
+    keys = list(grid)
+    combos = [dict(base, **dict(zip(keys, vals, strict=True))) for vals in itertools.product(*grid.values())]
+    k = FULL_K if protocol == "full" else 20
+    per_combo: list[list[float]] = [[] for _ in combos]
+    by_user: dict[str, list[EvalCase]] = {}
+    for c in ds.cases:
+        by_user.setdefault(c.user_id, []).append(c)
+    bar = tqdm(total=len(ds.cases), desc="tune fusion weights", disable=not progress, unit="case")
+    try:
+        for user_cases in by_user.values():
+            held = env.hold_out_user(user_cases[0])
+            try:
+                for case in user_cases:
+                    uid = eval_user_id(case)
+                    agent.forget(uid)
+                    agent.observe(uid, list(case.texts), history=list(case.history))
+                    for ci, w in enumerate(combos):
+                        agent.settings = env.settings.model_copy(update={"fusion_weights": w})
+                        for q in build_queries(ds, case, protocol, seed):
+                            res = agent.recommend(
+                                uid, context=case.context, k=k, rerank=False, candidate_ids=q.candidate_ids
+                            )
+                            per_combo[ci].append(
+                                M.ndcg_at_k([r.item.id for r in res.recommendations], q.relevant)
+                            )
+                    agent.forget(uid)
+                    bar.update(1)
+            finally:
+                env.restore_user(held)
+    finally:
+        bar.close()
+        agent.settings = env.settings
+        env.close()
+    means = [float(np.mean(v)) if v else 0.0 for v in per_combo]
+    order = np.argsort(means)[::-1]
+    best = combos[int(order[0])]
+    report = {
+        "dataset": ds.name,
+        "split": split,
+        "protocol": protocol,
+        "n_cases": len(ds.cases),
+        "metric": "ndcg@10",
+        "best": {"fusion_weights": best, "ndcg@10": means[int(order[0])]},
+        "default": {
+            "fusion_weights": base,
+            "ndcg@10": next((m for c, m in zip(combos, means, strict=True) if c == base), None),
+        },
+        "top": [{"fusion_weights": combos[int(i)], "ndcg@10": means[int(i)]} for i in order[:10]],
+    }
+    print(json.dumps(report["best"], indent=2))
+    if out_path is not None:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_path).write_text(json.dumps(report, indent=2))
+    return report

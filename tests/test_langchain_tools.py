@@ -1,0 +1,81 @@
+"""LangChain tools from the registry, inside a real LangChain agent loop against a real llama.cpp server."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import HumanMessage, ToolMessage
+
+from interestlens.agent.models import InterestProfile, RecommendationResult
+from interestlens.tools.langchain_tools import make_langchain_tools
+
+ALICE = "I love slow-burn science fiction like Interstellar, where space feels huge and lonely."
+BOB = "Korean home cooking is how I unwind: kimchi jjigae every week, japchae next."
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory, embedder, demo_items):
+    from interestlens.agent.config import Settings
+    from interestlens.agent.service import InterestAgent
+
+    a = InterestAgent(
+        Settings(store=str(tmp_path_factory.mktemp("store")), llm="none"), llm=None, embedder=embedder
+    )
+    a.add_items(demo_items[:80])
+    a.observe("alice", [ALICE])
+    a.observe("bob", [BOB])
+    yield a
+    a.close()
+
+
+def test_tools_return_text_and_artifact(agent):
+    tools = {t.name: t for t in make_langchain_tools(agent)}
+    assert set(tools) == {"observe", "profile", "recommend", "explain", "forget"}
+    msg = tools["recommend"].invoke(
+        {"type": "tool_call", "id": "c1", "name": "recommend", "args": {"user_id": "alice", "k": 3}}
+    )
+    assert isinstance(msg, ToolMessage) and isinstance(msg.artifact, RecommendationResult)
+    assert msg.content.startswith("Recommendations for alice") and len(msg.artifact.recommendations) <= 3
+    bad = tools["recommend"].invoke(
+        {"type": "tool_call", "id": "c2", "name": "recommend", "args": {"user_id": "alice", "k": 500}}
+    )
+    # The validation error goes back to the model as the tool message.
+    assert bad.content.startswith("error: invalid arguments for recommend: k:") and bad.artifact is None
+
+
+def test_user_bound_tools_cannot_reach_other_users(agent):
+    tools = {t.name: t for t in make_langchain_tools(agent, user_id="alice")}
+    assert "user_id" not in tools["profile"].tool_call_schema.model_json_schema().get("properties", {})
+    msg = tools["profile"].invoke({"type": "tool_call", "id": "c1", "name": "profile", "args": {}})
+    assert isinstance(msg.artifact, InterestProfile) and msg.artifact.user_id == "alice"
+    assert all(span.text in ALICE for i in msg.artifact.interests for span in i.evidence)
+
+
+@pytest.mark.slow
+def test_langchain_agent_loop_calls_recommend(agent, llama_server):
+    from langchain.agents import create_agent
+    from langchain.agents.middleware import wrap_model_call
+    from langchain_openai import ChatOpenAI
+
+    @wrap_model_call
+    def force_recommend_then_answer(request, handler):
+        results = [m for m in request.messages if isinstance(m, ToolMessage)]
+        if not results:
+            # A 135M model picks tools poorly: force the first step deterministically.
+            return handler(request.override(tool_choice="recommend"))
+        # llama_cpp.server rejects assistant messages whose content is null (how tool-call turns are
+        # sent), so the final answer sees the tool result as text.
+        question = next(m for m in request.messages if isinstance(m, HumanMessage))
+        recap = HumanMessage(f"{question.content}\n\nTool results:\n{results[-1].content}\n\nAnswer briefly.")
+        return handler(request.override(messages=[recap], tools=[], tool_choice=None))
+
+    model = ChatOpenAI(base_url=llama_server, api_key="unused", model="local", temperature=0, max_tokens=80)
+    graph = create_agent(
+        model, make_langchain_tools(agent, user_id="alice"), middleware=[force_recommend_then_answer]
+    )
+    out = graph.invoke({"messages": [HumanMessage("Recommend some films for me.")]})
+    tool_msgs = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    assert len(tool_msgs) == 1 and tool_msgs[0].name == "recommend"
+    artifact = tool_msgs[0].artifact
+    assert isinstance(artifact, RecommendationResult), tool_msgs[0].content
+    assert artifact.user_id == "alice" and artifact.recommendations
+    assert out["messages"][-1].type == "ai"

@@ -1,0 +1,103 @@
+"""Profile merging and decay."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from interestlens.agent.models import EvidenceSpan, InterestProfile, Polarity, SubInterest
+from interestlens.agent.profile import effective_weight, merge_interests, prune
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _interest(
+    name: str,
+    pol: Polarity = Polarity.LIKE,
+    *,
+    start: int = 0,
+    ts: datetime = T0,
+    weight: float = 1.0,
+    desc: str = "",
+) -> SubInterest:
+    span = EvidenceSpan(source_id="s1", start=start, end=start + len(name), text=name)
+    return SubInterest(
+        name=name, description=desc, polarity=pol, weight=weight, evidence=[span], first_seen=ts, last_seen=ts
+    )
+
+
+def test_new_interests_added_and_version_bumped(embedder, settings):
+    prof = InterestProfile(user_id="u")
+    out = merge_interests(
+        prof, [_interest("jazz piano"), _interest("trail running")], embedder, settings, now=T0
+    )
+    assert [i.name for i in out.added] == ["jazz piano", "trail running"]
+    assert out.profile.version == 1 and out.profile.updated_at == T0
+    assert prof.interests == []  # input untouched
+
+
+def test_reinforce_near_duplicate(embedder, settings):
+    later = T0 + timedelta(days=10)
+    prof = merge_interests(
+        InterestProfile(user_id="u"), [_interest("science fiction movies")], embedder, settings, now=T0
+    ).profile
+    prof.interests[0].muted = True
+    out = merge_interests(
+        prof, [_interest("science fiction films", start=40, ts=later)], embedder, settings, now=later
+    )
+    assert not out.added and len(out.reinforced) == 1
+    merged = out.profile.interests[0]
+    assert len(out.profile.interests) == 1
+    assert merged.weight == pytest.approx(1.0 + settings.reinforce_step * 1.0)
+    assert len(merged.evidence) == 2 and merged.last_seen == later
+    assert merged.muted  # muting survives reinforcement
+    # The very same span again: evidence is not duplicated.
+    again = merge_interests(
+        out.profile, [_interest("science fiction films", start=40, ts=later)], embedder, settings, now=later
+    )
+    assert len(again.profile.interests[0].evidence) == 2
+    assert again.profile.version == 3
+
+
+def test_dislike_overrides_like(embedder, settings):
+    prof = merge_interests(
+        InterestProfile(user_id="u"), [_interest("horror movies")], embedder, settings, now=T0
+    ).profile
+    later = T0 + timedelta(days=1)
+    out = merge_interests(
+        prof,
+        [_interest("horror movies", Polarity.DISLIKE, start=50, ts=later)],
+        embedder,
+        settings,
+        now=later,
+    )
+    assert len(out.profile.interests) == 1
+    horror = out.profile.interests[0]
+    assert horror.polarity is Polarity.DISLIKE and out.flipped == [horror]
+    assert horror.evidence[0].start == 50  # the overriding statement is cited first
+    assert horror.id == SubInterest(name="horror movies", polarity=Polarity.DISLIKE).id
+
+
+def test_distinct_interests_not_merged(embedder, settings):
+    prof = merge_interests(
+        InterestProfile(user_id="u"), [_interest("jazz piano")], embedder, settings
+    ).profile
+    out = merge_interests(prof, [_interest("sourdough baking")], embedder, settings)
+    assert len(out.profile.interests) == 2 and len(out.added) == 1
+
+
+def test_decay_half_life_and_prune():
+    it = _interest("jazz", weight=2.0)
+    assert effective_weight(it, T0, 90) == pytest.approx(2.0)
+    assert effective_weight(it, T0 + timedelta(days=90), 90) == pytest.approx(1.0)
+    assert effective_weight(it, T0 + timedelta(days=180), 90) == pytest.approx(0.5)
+    assert effective_weight(it, T0 - timedelta(days=5), 90) == pytest.approx(2.0)  # clock skew never boosts
+    muted = _interest("old muted")
+    muted.muted = True
+    prof = InterestProfile(
+        user_id="u", interests=[it, _interest("fresh", ts=T0 + timedelta(days=400)), muted]
+    )
+    dropped = prune(prof, T0 + timedelta(days=400), 90, floor=0.2)
+    assert [d.name for d in dropped] == ["jazz"]
+    assert {i.name for i in prof.interests} == {"fresh", "old muted"}

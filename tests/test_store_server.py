@@ -1,0 +1,109 @@
+"""ChromaStore against a real `chroma run` server (HttpClient): test_store.py's core checks, plus sharing.
+
+Each test uses its own collection namespace on the session's server and its own local state directory.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import pytest
+from test_store import (
+    CATALOG,
+    check_bad_input_loses_nothing,
+    check_delete_user,
+    check_profiles,
+    check_query,
+    check_side_data,
+    check_upsert_idempotent,
+    make_profile,
+)
+
+from interestlens.agent.errors import StoreError
+from interestlens.agent.models import Interaction
+from interestlens.stores.chroma_store import ChromaStore
+
+
+@pytest.fixture
+def http_store(chroma_server, embedder, tmp_path):
+    s = ChromaStore(
+        chroma_server, embedder, namespace="t" + uuid.uuid4().hex[:12], state_dir=tmp_path / "state"
+    )
+    yield s
+    s.close()
+
+
+def test_http_upsert_idempotent(http_store, embedder):
+    assert http_store.mode == "http"
+    check_upsert_idempotent(http_store, embedder)
+
+
+def test_http_query_and_where(http_store, embedder):
+    check_query(http_store, embedder)
+
+
+def test_http_profiles(http_store, embedder):
+    check_profiles(http_store, embedder)
+
+
+def test_http_side_data(http_store):
+    check_side_data(http_store)
+
+
+def test_http_delete_user_leaves_nothing(http_store):
+    check_delete_user(http_store)
+
+
+def test_http_bad_input_loses_nothing(http_store):
+    check_bad_input_loses_nothing(http_store)
+
+
+def test_http_interactions_use_local_state(http_store, tmp_path):
+    http_store.add_interactions(
+        [Interaction(user_id="u1", item_id="a"), Interaction(user_id="u1", item_id="b")]
+    )
+    assert http_store.behaviour.path.parent == tmp_path / "state"
+    assert list(http_store.cooccurrence_scores(["a"])) == ["b"]
+
+
+READER = textwrap.dedent("""
+    import sys
+    from interestlens.stores.chroma_store import ChromaStore
+
+    class NoEmbedder:  # reading needs no vectors; the store only checks the model id and dimension
+        model_id = "all-MiniLM-L6-v2"
+        dim = 384
+        def embed(self, texts):
+            raise AssertionError("reader must not embed")
+
+    s = ChromaStore(sys.argv[1], NoEmbedder(), namespace=sys.argv[2], state_dir=sys.argv[3])
+    p = s.load_profile("shared")
+    print(s.count_items(), p.version, ",".join(i.name for i in p.interests))
+""")
+
+
+def test_http_store_is_shared_between_processes(http_store, tmp_path):
+    """Unlike an embedded directory, a server can be used by several processes at once."""
+    http_store.upsert_items(CATALOG)
+    http_store.save_profile(make_profile("shared", 3, ["jazz", "cooking"]))
+    r = subprocess.run(
+        [sys.executable, "-c", READER, http_store.location, http_store.namespace, str(tmp_path / "other")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(len(CATALOG)), "3", "jazz,cooking"]
+
+
+def test_unreachable_server_is_a_clear_error(embedder, tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StoreError, match="chroma run"):
+        ChromaStore(f"http://127.0.0.1:{port}", embedder, state_dir=tmp_path)

@@ -1,0 +1,565 @@
+"""`interestlens` command line: catalog, observe, profile, recommend, explain, forget, topics, demo, mcp,
+chat, eval.
+
+Global options (before the command): `--llm` (smollm2 | gguf:PATH | openai:MODEL | none), `--store`
+(directory or http://host:port), `--json` (also accepted after any command). Results go to stdout; progress,
+logs and errors go to stderr. User mistakes print one line `error: ...` and exit 2; runtime failures (a
+backend down) exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import click
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.markup import escape
+
+from interestlens.agent.errors import InterestLensError, InvalidInputError, LLMError, StoreError
+from interestlens.agent.models import RecommendationResult, SourceText
+from interestlens.tools.specs import TOOLS_BY_NAME, render_text
+
+if TYPE_CHECKING:
+    from interestlens.agent.config import Settings
+    from interestlens.agent.service import InterestAgent
+
+app = typer.Typer(
+    name="interestlens",
+    help="Grounded interest profiles and recommendations with quoted evidence.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+catalog_app = typer.Typer(help="Manage the item catalog.", no_args_is_help=True)
+profile_app = typer.Typer(help="Show or edit a user's interest profile.")
+eval_app = typer.Typer(help="Offline evaluation (see evals/).", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(profile_app, name="profile")
+app.add_typer(eval_app, name="eval")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+UserOpt = Annotated[str, typer.Option("--user", "-u", help="User id.")]
+
+
+@dataclass
+class State:
+    llm: str | None = None
+    store: str | None = None
+    json: bool = False
+
+    def settings(self, **overrides: Any) -> Settings:
+        from interestlens.agent.config import Settings
+
+        values: dict[str, Any] = {}
+        if self.llm is not None:
+            values["llm"] = self.llm
+        if self.store is not None:
+            values["store"] = self.store
+        values.update(overrides)
+        return Settings(**values)
+
+    def agent(self, **overrides: Any) -> InterestAgent:
+        from interestlens.agent.service import InterestAgent
+
+        return InterestAgent(self.settings(**overrides))
+
+
+def _state(ctx: typer.Context) -> State:
+    return ctx.ensure_object(State)
+
+
+@contextmanager
+def _agent(ctx: typer.Context, **overrides: Any) -> Iterator[InterestAgent]:
+    agent = _state(ctx).agent(**overrides)
+    try:
+        yield agent
+    finally:
+        agent.close()
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _emit(ctx: typer.Context, result: Any, as_json: bool = False) -> None:
+    if as_json or _state(ctx).json:
+        if isinstance(result, BaseModel):
+            sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        else:
+            payload = (
+                [r.model_dump(mode="json") if isinstance(r, BaseModel) else r for r in result]
+                if isinstance(result, list)
+                else result
+            )
+            sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        return
+    if isinstance(result, RecommendationResult):
+        print_recommendations(_console(), result)
+    elif isinstance(result, CatalogAddResult):
+        _console().print(
+            f"Read {result.items_read} items ({result.duplicate_ids} duplicate ids); "
+            f"wrote {result.items_written} new or changed; {result.interactions_written} interactions added."
+        )
+    elif isinstance(result, BaseModel):
+        _console().print(escape(render_text(result)))
+    else:
+        _console().print(escape(json.dumps(result, indent=2, default=str)))
+
+
+def print_recommendations(console: Console, result: RecommendationResult) -> None:
+    """Ranked items, each with its justification and the user's words it rests on."""
+    if not result.recommendations:
+        console.print(escape(render_text(result)))
+        return
+    head = f"Recommendations for [bold]{escape(result.user_id)}[/bold]"
+    if result.context:
+        head += f" — context: [italic]{escape(result.context)}[/italic]"
+    console.print(head)
+    for r in result.recommendations:
+        domain = r.item.metadata.get("domain")
+        tag = f" [dim]({escape(str(domain))})[/dim]" if domain else ""
+        console.print(f"[bold]{r.rank}. {escape(r.item.title)}[/bold]{tag} [dim]{escape(r.item.id)}[/dim]")
+        if r.justification:
+            console.print(f"   {escape(r.justification)}")
+        for span in r.cited_evidence[:2]:
+            console.print(f"   [green]“{escape(' '.join(span.text.split()))}”[/green]")
+
+
+def _read_text_file(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InvalidInputError(f"{path}: cannot read: {e.strerror or e}") from e
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        raise InvalidInputError(
+            f"{path}: not valid UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+            "convert it to UTF-8"
+        ) from e
+
+
+def read_user_texts(path: Path) -> list[SourceText]:
+    """A .jsonl file gives one text per line ({"text": ..., "ts"?, "source"?} or a JSON string);
+    any other file is one text."""
+    content = _read_text_file(path)
+    if path.suffix.lower() != ".jsonl":
+        return [SourceText(text=content, source="file")]
+    out: list[SourceText] = []
+    for lineno, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if isinstance(data, str):
+                data = {"text": data}
+            if not isinstance(data, dict):
+                raise ValueError("expected an object with a text field, or a string")
+            fields = {k: v for k, v in data.items() if k in SourceText.model_fields}
+            out.append(SourceText.model_validate(fields))
+        except ValueError as e:  # JSONDecodeError and ValidationError are ValueErrors
+            raise InvalidInputError(f"{path.name}:{lineno}: {str(e).splitlines()[0]}") from e
+    return out
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            "--llm",
+            help="smollm2 (packaged, default) | gguf:PATH | openai:MODEL | none",
+            envvar="INTERESTLENS_LLM",
+        ),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Store directory or Chroma server URL http://host:port (default ~/.interestlens)",
+            envvar="INTERESTLENS_STORE",
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    ctx.obj = State(llm=llm, store=store, json=json_)
+
+
+# ----------------------------------------------------------------------------------------------- catalog
+class CatalogAddResult(BaseModel):
+    items_read: int
+    items_written: int
+    duplicate_ids: int = 0
+    interactions_written: int = 0
+
+
+@catalog_app.command("add")
+def catalog_add(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Catalog JSONL: {id, title, text, metadata} per line.")],
+    interactions: Annotated[
+        Path | None,
+        typer.Option("--interactions", help="Interactions JSONL: {user_id, item_id, value?, ts?} per line."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Add (or update) catalog items; unchanged items are skipped."""
+    from interestlens.stores.catalog_io import read_catalog_jsonl, read_interactions_jsonl
+
+    items = read_catalog_jsonl(file)
+    inter = read_interactions_jsonl(interactions) if interactions is not None else []
+    with _agent(ctx) as agent:
+        written = agent.add_items(items, progress=True)
+        n_inter = agent.add_interactions(inter) if inter else 0
+    _emit(
+        ctx,
+        CatalogAddResult(
+            items_read=len(items),
+            items_written=written,
+            duplicate_ids=getattr(items, "duplicates", 0),
+            interactions_written=n_inter,
+        ),
+        json_,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- tools
+@app.command()
+def observe(
+    ctx: typer.Context,
+    user: UserOpt,
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts the user wrote.")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="UTF-8 text file (one text) or .jsonl (one {text} per line)."),
+    ] = None,
+    history: Annotated[
+        list[str] | None, typer.Option("--history", help="Id of an item the user consumed (repeatable).")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Update a user's interest profile from what they wrote."""
+    sources: list[Any] = list(texts or [])
+    if file is not None:
+        sources.extend(read_user_texts(file))
+    if not sources:
+        raise InvalidInputError("nothing to observe: pass TEXT arguments or --file")
+    spec = TOOLS_BY_NAME["observe"]
+    # Validate with the registry's model (bounds, user id) before touching the store.
+    spec.parse_args(
+        {
+            "user_id": user,
+            "texts": [s if isinstance(s, str) else s.text for s in sources],
+            "history": history or [],
+        }
+    )
+    with _agent(ctx) as agent:
+        result = agent.observe(user, sources, history=history or [])
+    _emit(ctx, result, json_)
+
+
+@profile_app.callback(invoke_without_command=True)
+def profile(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="User id.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Show a user's profile (likes, dislikes, weights, quoted evidence)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if user is None:
+        raise InvalidInputError("profile needs --user (or a subcommand: mute, unmute, delete)")
+    with _agent(ctx, llm="none") as agent:
+        result = TOOLS_BY_NAME["profile"].invoke(agent, {"user_id": user})
+    _emit(ctx, result, json_)
+
+
+InterestOpt = Annotated[str, typer.Option("--interest", "-i", help="Interest id (see `profile --user U`).")]
+
+
+@profile_app.command("mute")
+def profile_mute(ctx: typer.Context, user: UserOpt, interest: InterestOpt, json_: JsonOpt = False) -> None:
+    """Mute an interest: kept, but no longer used for recommendations."""
+    with _agent(ctx, llm="none") as agent:
+        _emit(ctx, agent.set_muted(user, interest, True), json_)
+
+
+@profile_app.command("unmute")
+def profile_unmute(ctx: typer.Context, user: UserOpt, interest: InterestOpt, json_: JsonOpt = False) -> None:
+    """Use a muted interest again."""
+    with _agent(ctx, llm="none") as agent:
+        _emit(ctx, agent.set_muted(user, interest, False), json_)
+
+
+@profile_app.command("delete")
+def profile_delete(ctx: typer.Context, user: UserOpt, interest: InterestOpt, json_: JsonOpt = False) -> None:
+    """Delete one interest from a profile."""
+    with _agent(ctx, llm="none") as agent:
+        _emit(ctx, agent.delete_interest(user, interest), json_)
+
+
+def _split_csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@app.command()
+def recommend(
+    ctx: typer.Context,
+    user: UserOpt,
+    context: Annotated[
+        str | None, typer.Option("--context", "-c", help="The situation, e.g. 'rainy Sunday'.")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of items.")] = 10,
+    expand: Annotated[
+        str | None, typer.Option("--expand", help="Comma-separated: adjacent,collaborative,knowledge")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Recommend items with justifications quoting the user's own words."""
+    args = {"user_id": user, "context": context, "k": k, "expand": _split_csv(expand)}
+    spec = TOOLS_BY_NAME["recommend"]
+    spec.parse_args(args)
+    with _agent(ctx) as agent:
+        result = spec.invoke(agent, args)
+    _emit(ctx, result, json_)
+
+
+@app.command()
+def explain(
+    ctx: typer.Context,
+    user: UserOpt,
+    item: Annotated[str, typer.Option("--item", help="Item id.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Show the chain behind a recommended item: intents, interests, quoted evidence."""
+    with _agent(ctx, llm="none") as agent:
+        result = TOOLS_BY_NAME["explain"].invoke(agent, {"user_id": user, "item_id": item})
+    _emit(ctx, result, json_)
+
+
+@app.command()
+def forget(ctx: typer.Context, user: UserOpt, json_: JsonOpt = False) -> None:
+    """Delete everything stored about a user."""
+    with _agent(ctx, llm="none") as agent:
+        result = TOOLS_BY_NAME["forget"].invoke(agent, {"user_id": user})
+    _emit(ctx, result, json_)
+
+
+@app.command()
+def topics(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """Group all users' interests into topics."""
+    with _agent(ctx) as agent:
+        result = agent.topics()
+    if json_ or _state(ctx).json:
+        _emit(ctx, result, True)
+        return
+    console = _console()
+    if not result:
+        console.print("No topics yet (observe some users first).")
+    for t in result:
+        console.print(
+            f"[bold]{escape(t.name)}[/bold] [dim]{escape(t.id)}[/dim] ({t.size} interests): "
+            + escape(", ".join(t.interest_names[:8]))
+        )
+
+
+# ----------------------------------------------------------------------------------------------- demo
+def _packaged_path(name: str) -> Any:
+    return resources.files("interestlens.agent").joinpath(f"data/{name}")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option("--user", "-u", help="User id for the demo user.")] = "demo",
+    context: Annotated[str | None, typer.Option("--context", "-c")] = None,
+    k: Annotated[int, typer.Option("-k", "--k")] = 5,
+    json_: JsonOpt = False,
+) -> None:
+    """Ingest the packaged demo catalog, observe the demo user's texts, and recommend."""
+    from interestlens.stores.catalog_io import read_catalog_jsonl
+
+    state = _state(ctx)
+    err = Console(stderr=True, highlight=False)
+    with (
+        resources.as_file(_packaged_path("demo_catalog.jsonl")) as cat,
+        resources.as_file(_packaged_path("demo_user.jsonl")) as usr,
+        tempfile.TemporaryDirectory(prefix="interestlens-demo-") as tmp,
+    ):
+        overrides = {} if state.store is not None else {"store": tmp}
+        items = read_catalog_jsonl(cat)
+        texts = read_user_texts(usr)
+        with _agent(ctx, **overrides) as agent:
+            err.print(f"demo: adding {len(items)} catalog items")
+            agent.add_items(items, progress=True)
+            err.print(f"demo: observing {len(texts)} texts from user {user!r}")
+            observed = agent.observe(user, texts)
+            result = TOOLS_BY_NAME["recommend"].invoke(agent, {"user_id": user, "context": context, "k": k})
+    if json_ or state.json:
+        sys.stdout.write(
+            json.dumps(
+                {"observe": observed.model_dump(mode="json"), "recommend": result.model_dump(mode="json")},
+                indent=2,
+            )
+            + "\n"
+        )
+        return
+    console = _console()
+    console.print("[bold]What we learned from the demo user's texts:[/bold]")
+    for i in observed.added + observed.reinforced:
+        quote = f" — “{escape(' '.join(i.evidence[0].text.split()))}”" if i.evidence else ""
+        console.print(f"  {'+' if i.polarity.value == 'like' else '-'} {escape(i.name)}{quote}")
+    console.print()
+    print_recommendations(console, result)
+
+
+# ----------------------------------------------------------------------------------------------- servers
+@app.command()
+def mcp(
+    ctx: typer.Context,
+    http: Annotated[
+        int | None, typer.Option("--http", help="Serve streamable HTTP on this port (default: stdio).")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="HTTP bind address.")] = "127.0.0.1",
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="INTERESTLENS_MCP_TOKEN",
+            help="Bearer token every HTTP request must carry (required off loopback).",
+        ),
+    ] = None,
+) -> None:
+    """Run the MCP server (stdio by default)."""
+    from interestlens.tools.mcp_server import serve
+
+    state = _state(ctx)
+    if http is None:
+        serve(state.agent, transport="stdio")
+    else:
+        serve(state.agent, transport="http", host=host, port=http, token=token)
+
+
+@app.command()
+def chat(ctx: typer.Context, user: UserOpt, k: Annotated[int, typer.Option("-k", "--k")] = 5) -> None:
+    """A small terminal assistant: what you say updates your profile; ask for recommendations any time."""
+    from interestlens.tools.chat import run_chat
+
+    with _agent(ctx) as agent:
+        run_chat(agent, user, k=k)
+
+
+# ----------------------------------------------------------------------------------------------- evals
+@eval_app.command("recommend")
+def eval_recommend(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option("--data", help="Dataset directory.")],
+    split: Annotated[str, typer.Option("--split")] = "dev",
+    protocol: Annotated[str, typer.Option("--protocol", help="full | sampled")] = "full",
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many users.")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    systems: Annotated[str | None, typer.Option("--systems", help="Comma-separated system names.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output directory.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Run the recommendation evaluation on a dataset split."""
+    if protocol not in ("full", "sampled"):
+        raise InvalidInputError(f"--protocol must be full or sampled, not {protocol!r}")
+    if not data.is_dir():
+        raise InvalidInputError(f"--data {data}: not a directory")
+    from interestlens.evals.harness import run_recommend_eval
+
+    result = run_recommend_eval(
+        data_dir=data,
+        split=split,
+        protocol=protocol,
+        limit=limit,
+        seed=seed,
+        systems=_split_csv(systems) or None,
+        out_dir=out,
+        settings=_state(ctx).settings(),
+        progress=True,
+        command="interestlens " + " ".join(sys.argv[1:]),
+    )
+    _emit(ctx, result, json_)
+
+
+@eval_app.command("suite")
+def eval_suite(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Suite YAML file.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the report here.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Run an evaluation suite (YAML)."""
+    if not file.is_file():
+        raise InvalidInputError(f"{file}: no such file")
+    from interestlens.evals.suite import run_suite
+
+    as_json = json_ or _state(ctx).json
+    report = run_suite(file, _state(ctx).settings(), out_path=out, print_table=not as_json)
+    if as_json:
+        _emit(ctx, report, True)
+    if not report.passed:  # a failing suite fails the command (CI gates on it)
+        raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------------------------- entry point
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+# Typer >= 0.20 vendors click (typer._click); older releases raise click's own exceptions.
+_USAGE_ERRORS: tuple[type[Exception], ...] = tuple(
+    e
+    for e in (getattr(typer, "TyperException", None), getattr(click, "ClickException", None))
+    if e is not None
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: maps exceptions to one-line errors and exit codes (2 user error, 1 runtime)."""
+    debug = os.environ.get("INTERESTLENS_DEBUG") == "1"
+    try:
+        rv = app(args=argv, prog_name="interestlens", standalone_mode=False)
+    except typer.Exit as e:
+        raise SystemExit(e.exit_code) from None
+    except _USAGE_ERRORS as e:  # click/typer print their own message and hint
+        e.show()  # type: ignore[attr-defined]
+        raise SystemExit(getattr(e, "exit_code", 2) or 2) from None
+    except typer.Abort:
+        _fail("aborted", 1)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except (LLMError, StoreError) as e:  # the input was fine; a backend failed
+        if debug:
+            raise
+        _fail(str(e), 1)
+    except InterestLensError as e:
+        if debug:
+            raise
+        _fail(str(e), 2)
+    except Exception as e:
+        if debug:
+            raise
+        _fail(f"{type(e).__name__}: {e} (set INTERESTLENS_DEBUG=1 for a traceback)", 1)
+    if isinstance(rv, int) and rv:
+        raise SystemExit(rv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""MCP server (FastMCP) exposing the tool registry, over stdio or streamable HTTP.
+
+Tools return structured output (the pydantic result, with its JSON schema as outputSchema) plus the
+`render_text` summary as text content. The profile is also a resource: `interestlens://profile/{user_id}`.
+
+Safety: HTTP binds 127.0.0.1 by default; on any other address a bearer token is required and checked on
+every request. In stdio mode stdout carries only protocol messages: file descriptor 1 is re-pointed at
+stderr before anything loads, so stray prints (including from C libraries such as llama.cpp) cannot
+corrupt the stream.
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import ipaddress
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from io import TextIOWrapper
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+from mcp.server.fastmcp import FastMCP
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+from pydantic_core import PydanticUndefined
+
+from interestlens.agent.errors import InvalidInputError
+from interestlens.tools.specs import TOOLS, ProfileArgs, ToolSpec, render_text
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from interestlens.agent.service import InterestAgent
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DEFAULT_HTTP_PORT = 8765
+PROFILE_RESOURCE = "interestlens://profile/{user_id}"
+
+
+class _LazyAgent:
+    """Creates the agent on first use (so the server answers `initialize` at once) and serialises calls:
+    one model and one store handle are shared, and neither is safe for concurrent use."""
+
+    def __init__(self, factory: Callable[[], InterestAgent]) -> None:
+        self._factory = factory
+        self._agent: InterestAgent | None = None
+        self._lock = threading.Lock()
+
+    def call(self, fn: Callable[[InterestAgent], T]) -> T:
+        with self._lock:
+            if self._agent is None:
+                self._agent = self._factory()
+            return fn(self._agent)
+
+    async def acall(self, fn: Callable[[InterestAgent], T]) -> T:
+        return await anyio.to_thread.run_sync(self.call, fn)
+
+
+def _signature_from_model(model: type[BaseModel], return_annotation: Any) -> inspect.Signature:
+    """A function signature whose parameters are the args model's fields (constraints included), so
+    FastMCP publishes the same input schema the registry defines."""
+    params = []
+    for name, f in model.model_fields.items():
+        annotation = Annotated[(f.annotation, *f.metadata, Field(description=f.description))]
+        if f.default is not PydanticUndefined:
+            default = f.default
+        elif f.default_factory is not None:
+            default = f.default_factory()  # type: ignore[call-arg]
+        else:
+            default = inspect.Parameter.empty
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
+    return inspect.Signature(params, return_annotation=return_annotation)
+
+
+def _tool_function(spec: ToolSpec, agent: _LazyAgent) -> Callable[..., Any]:
+    async def tool_fn(**kwargs: Any) -> CallToolResult:
+        args = spec.parse_args(kwargs)  # the registry's model is the authority, whatever FastMCP checked
+        result = await agent.acall(lambda a: spec.run(a, args))
+        return CallToolResult(
+            content=[TextContent(type="text", text=render_text(result))],
+            structuredContent=result.model_dump(mode="json"),
+        )
+
+    tool_fn.__name__ = spec.name
+    tool_fn.__doc__ = spec.description
+    tool_fn.__signature__ = _signature_from_model(spec.args_model, spec.result_model)  # type: ignore[attr-defined]
+    return tool_fn
+
+
+def build_mcp_server(
+    agent_factory: Callable[[], InterestAgent], *, host: str = "127.0.0.1", port: int = DEFAULT_HTTP_PORT
+) -> FastMCP:
+    """A FastMCP server with every registry tool and the profile resource."""
+    mcp = FastMCP(
+        name="interestlens",
+        instructions="Interest profiles and recommendations grounded in what users wrote. Call observe with "
+        "a user's texts, then recommend (optionally with a context); explain shows the evidence chain.",
+        host=host,
+        port=port,
+        log_level="WARNING",
+    )
+    agent = _LazyAgent(agent_factory)
+    for spec in TOOLS:
+        mcp.add_tool(
+            _tool_function(spec, agent),
+            name=spec.name,
+            description=spec.description,
+            annotations=ToolAnnotations(
+                readOnlyHint=spec.read_only, destructiveHint=spec.destructive, idempotentHint=spec.read_only
+            ),
+            structured_output=True,
+        )
+
+    @mcp.resource(
+        PROFILE_RESOURCE,
+        name="profile",
+        mime_type="application/json",
+        description="A user's interest profile (JSON), with evidence spans.",
+    )
+    async def profile_resource(user_id: str) -> str:
+        args = ProfileArgs.model_validate({"user_id": user_id})
+        profile = await agent.acall(lambda a: a.profile(args.user_id))
+        return profile.model_dump_json()
+
+    return mcp
+
+
+class BearerTokenMiddleware:
+    """Rejects every HTTP request without `Authorization: Bearer <token>` (constant-time comparison)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            supplied = b""
+            for key, value in scope.get("headers", []):
+                if key.lower() == b"authorization":
+                    supplied = value
+                    break
+            if not hmac.compare_digest(supplied, self._expected):
+                body = json.dumps({"error": "unauthorized: missing or wrong bearer token"}).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", b'Bearer realm="interestlens"'),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def http_app(mcp: FastMCP, token: str | None) -> ASGIApp:
+    app: ASGIApp = mcp.streamable_http_app()
+    return BearerTokenMiddleware(app, token) if token else app
+
+
+def _protocol_stdout() -> TextIOWrapper:
+    """Keep fd 1 for the protocol only: the protocol gets a private duplicate, all else goes to stderr."""
+    sys.stdout.flush()
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    return TextIOWrapper(os.fdopen(protocol_fd, "wb", buffering=0), encoding="utf-8", write_through=True)
+
+
+def serve(
+    agent_factory: Callable[[], InterestAgent],
+    transport: Literal["stdio", "http"] = "stdio",
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_HTTP_PORT,
+    token: str | None = None,
+) -> None:
+    """Run the MCP server until the client disconnects (stdio) or the process is stopped (http)."""
+    if transport == "stdio":
+        out = _protocol_stdout()
+        mcp = build_mcp_server(agent_factory)
+
+        async def run_stdio() -> None:
+            from mcp.server.stdio import stdio_server
+
+            async with stdio_server(stdout=anyio.wrap_file(out)) as (read_stream, write_stream):
+                server = mcp._mcp_server  # FastMCP.run_stdio_async hard-codes sys.stdout; we need our stream
+                await server.run(read_stream, write_stream, server.create_initialization_options())
+
+        anyio.run(run_stdio)
+        return
+    if transport != "http":
+        raise InvalidInputError(f"unknown MCP transport {transport!r} (use stdio or http)")
+    if not is_loopback(host) and not token:
+        raise InvalidInputError(
+            f"refusing to serve MCP on non-loopback address {host} without a bearer token (pass --token)"
+        )
+    import uvicorn
+
+    mcp = build_mcp_server(agent_factory, host=host, port=port)
+    print(
+        f"interestlens MCP server on http://{host}:{port}/mcp"
+        + (" (bearer token required)" if token else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.Server(uvicorn.Config(http_app(mcp, token), host=host, port=port, log_level="warning")).run()
