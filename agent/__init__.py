@@ -17,7 +17,20 @@ from interestlens.agent.models import (
     SubInterest,
     Topic,
 )
-from interestlens.agent.service import InterestAgent
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from interestlens.agent.service import InterestAgent
+
+
+def __getattr__(name: str) -> object:
+    # Lazy: the service imports the stores, which import agent submodules; importing it eagerly here
+    # would make `import interestlens.stores...` circular.
+    if name == "InterestAgent":
+        from interestlens.agent.service import InterestAgent
+
+        return InterestAgent
+    raise AttributeError(name)
 
 __all__ = [
     "Candidate", "EvidenceSpan", "Explanation", "Intent", "Interaction", "InterestAgent", "InterestProfile",

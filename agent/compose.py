@@ -31,6 +31,8 @@ MAX_RATIONALE = 160
 MAX_QUERY = 120
 CONTEXT_BOOST = 2.0  # relevance multiplier at cosine 1.0 between an interest and the message
 CLUSTER_DISTANCE = 0.6  # cosine distance under which interests share an intent (average linkage)
+MIN_GROUP_SIMILARITY = 0.3  # cosine to the nearest fellow member for an interest to stay in an LLM group
+_LIST_MARKERS = re.compile(r"^\s*(?:\d+[.):]\s*)+|\s+\d+\s*$")  # "4. Space Exploration 5" -> "Space Exploration"
 MAX_PROMPT_INTERESTS = 24  # keeps the numbered list inside a small model's context window
 
 _STOPWORDS = frozenset({
@@ -195,7 +197,7 @@ def compose_with_llm(
 ) -> list[Intent]:
     """Raises LLMError when the reply is unusable (caller falls back)."""
     now = now or datetime.now(UTC)
-    _, rel = _relevance(likes, context, embedder, settings, now)
+    embs, rel = _relevance(likes, context, embedder, settings, now)
     order = sorted(range(len(likes)), key=lambda i: -rel[i])[:MAX_PROMPT_INTERESTS]
     shown = [likes[i] for i in order]
     prompt = render(
@@ -219,12 +221,24 @@ def compose_with_llm(
         drafts.append(d)
     if not groups:
         raise LLMOutputError("compose reply had no usable groups")
+    # Validate the grouping against embeddings, as evidence is validated against the text: a member far from
+    # every other member of its group was lumped in (small models put everything in one group); it leaves
+    # and is regrouped by proximity below.
+    strays: list[int] = []
+    for g in groups:
+        if len(g) > 1:
+            sims = embs[g] @ embs[g].T
+            np.fill_diagonal(sims, -1.0)
+            keep = [m for m, best in zip(g, sims.max(axis=1), strict=True) if best >= MIN_GROUP_SIMILARITY]
+            keep = keep or g[:1]
+            strays += [m for m in g if m not in keep]
+            g[:] = keep
     weights = _intent_weights(groups, rel)
     keywords = context_keywords(context)
     intents = []
     for d, g, w in zip(drafts, groups, weights, strict=True):
         names = [likes[i].name for i in g]
-        name = _clip(d.name, MAX_NAME)
+        name = _clip(_LIST_MARKERS.sub("", d.name), MAX_NAME)
         if not _shares_word(name, " ".join(names)):  # an invented name (seen: a person's name) -> template
             name = _clip(names[0] if len(names) == 1 else f"{names[0]} & {len(names) - 1} more", MAX_NAME)
         query = _clip(d.query, MAX_QUERY)
@@ -240,6 +254,10 @@ def compose_with_llm(
                 weight=w,
             )
         )
+    if strays and len(intents) < settings.max_intents:
+        regrouped = compose_without_llm([likes[i] for i in strays], context, embedder=embedder,
+                                        settings=settings, now=now)
+        intents += regrouped[: settings.max_intents - len(intents)]
     intents.sort(key=lambda i: -i.weight)
     return intents
 

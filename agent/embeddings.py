@@ -76,6 +76,11 @@ class CachedEmbedder:
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError
 
+    def prime(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Seed the cache with vectors this model already produced (e.g. loaded from disk)."""
+        for t, v in zip(texts, _normalise(np.asarray(vectors)), strict=True):
+            self._cache.put(t, v)
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = [t if t.strip() else " " for t in texts]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -126,6 +126,8 @@ class InterestAgent:
 
         if isinstance(texts, str | SourceText | bytes):
             texts = [texts]  # type: ignore[list-item]
+        if not isinstance(texts, list | tuple):
+            raise InvalidInputError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
         now = datetime.now(UTC)
         sources: list[SourceText] = []
         for t in texts:
@@ -135,8 +137,9 @@ class InterestAgent:
                 t = SourceText(text=t, ts=now, source="chat")
             if not isinstance(t, SourceText):
                 raise InvalidInputError(f"texts must be strings or SourceText, got {type(t).__name__}")
-            validate_text(t.text, self.settings.max_text_chars)
-            sources.append(t)
+            # Evidence offsets index the cleaned text (control characters removed), so store that.
+            cleaned = validate_text(t.text, self.settings.max_text_chars)
+            sources.append(t if cleaned == t.text else SourceText(**{**t.model_dump(), "text": cleaned, "id": ""}))
         return sources
 
     def observe(

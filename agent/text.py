@@ -192,8 +192,8 @@ def validate_text(text: object, max_chars: int) -> str:
     if not isinstance(text, str):
         raise InvalidInputError(f"text must be a string, got {type(text).__name__}")
     cleaned = clean_text(text)
-    if not cleaned.strip():
-        raise InvalidInputError("text is empty (only whitespace or control characters)")
+    if all(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") for ch in cleaned):
+        raise InvalidInputError("text is empty (only whitespace, control or invisible format characters)")
     if len(cleaned) > max_chars:
         raise InvalidInputError(
             f"text is {len(cleaned):,} characters, over the limit of {max_chars:,} "

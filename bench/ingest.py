@@ -140,9 +140,7 @@ def measure_ingest(
     }
 
 
-def run(
-    n: int = 10_000, backend: str = "default", batch_size: int = 256, progress: bool = True
-) -> BenchResult:
+def run(n: int = 10_000, backend: str = "default", batch_size: int = 256, progress: bool = True) -> BenchResult:
     res = BenchResult(bench="ingest", params={"n": n, "backend": backend, "batch_size": batch_size})
     d = measure_ingest(n, backend, batch_size, progress=progress)
     res.details = d

@@ -47,9 +47,7 @@ def run(n: int = 10_000, workdir: Path = Path("/tmp/interestlens-bench"), calls:
         ctx = measure_recommend(agent, calls, with_context=True)
     res.details = {"no_context": same, "new_context_each_call": ctx}
     target = f"p50 < {TARGET_P50_MS:.0f}"
-    res.add(
-        f"recommend (no LLM) over {n:,} p50", same["p50_ms"], "ms", target, same["p50_ms"] < TARGET_P50_MS
-    )
+    res.add(f"recommend (no LLM) over {n:,} p50", same["p50_ms"], "ms", target, same["p50_ms"] < TARGET_P50_MS)
     res.add(f"recommend (no LLM) over {n:,} p95", same["p95_ms"], "ms", "")
     res.add(
         "recommend (no LLM) new context p50",

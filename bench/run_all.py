@@ -35,9 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", default="", help="Comma-separated benchmarks to skip.")
     ap.add_argument("--e2e-users", type=int, default=5)
     args = ap.parse_args(argv)
-    chosen = [
-        b for b in BENCHES if (not args.only or b in args.only.split(",")) and b not in args.skip.split(",")
-    ]
+    chosen = [b for b in BENCHES if (not args.only or b in args.only.split(",")) and b not in args.skip.split(",")]
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine_info()}", file=sys.stderr)
     results: list[BenchResult] = []

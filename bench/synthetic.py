@@ -208,9 +208,9 @@ def synthetic_items(n: int, seed: int = 0, start: int = 0) -> Iterator[Item]:
         if rng.random() < 0.4:
             sentence += f" Meanwhile {rng.choice(WHO)} {rng.choice(WHAT)}."
         extra = rng.choice(EXTRA)
-        text = (
-            f"{title} ({year}). {sentence} {extra} Genres: {', '.join(genres)}. Mood: {', '.join(moods)}."
-        ).replace("  ", " ")
+        text = (f"{title} ({year}). {sentence} {extra} Genres: {', '.join(genres)}. Mood: {', '.join(moods)}.").replace(
+            "  ", " "
+        )
         yield Item(
             id=f"syn-{k}",
             title=f"{title} ({year})",

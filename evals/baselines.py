@@ -18,6 +18,7 @@ import numpy as np
 from interestlens.agent.embeddings import Embedder
 from interestlens.agent.models import StageStats
 from interestlens.evals.data import EvalCase, EvalDataset, case_rng
+from interestlens.stores.chroma_store import item_embedding_text
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ class SystemOutput:
 
 
 def item_text(ds: EvalDataset, item_id: str) -> str:
-    it = ds.item(item_id)
-    return it.text if it.title and it.title in it.text else f"{it.title}. {it.text}"
+    # The store's definition, so baseline vectors and stored item vectors are the same vectors.
+    return item_embedding_text(ds.item(item_id))
 
 
 class CatalogEmbeddings:

@@ -36,6 +36,7 @@ from interestlens.evals.baselines import (
     ScoringBaseline,
     SystemOutput,
     build_baselines,
+    item_text,
     popularity_probabilities,
 )
 from interestlens.evals.data import (
@@ -300,6 +301,8 @@ def run_recommend_eval(
     env: AgentEnvironment | None = None
     agent_names = [n for n in names if n in AGENT_SYSTEMS]
     if agent_names:
+        if hasattr(embedder, "prime"):  # the store ingest then reuses the baselines' catalog vectors
+            embedder.prime([item_text(ds, i) for i in emb.ids], emb.matrix)
         env = AgentEnvironment(ds, settings, cache, embedder, progress)
         for n in agent_names:
             runners[n] = AgentSystem(

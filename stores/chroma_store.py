@@ -53,6 +53,7 @@ from interestlens.agent.models import (
     SubInterest,
     content_hash,
 )
+from interestlens.agent.profile import interest_text
 from interestlens.stores.behaviour import BehaviourStore
 from interestlens.stores.ids import validate_item_id, validate_user_id
 
@@ -72,10 +73,6 @@ def item_embedding_text(item: Item) -> str:
     if item.title and item.title not in item.text:
         return f"{item.title}. {item.text}"
     return item.text
-
-
-def interest_embedding_text(interest: SubInterest) -> str:
-    return f"{interest.name}: {interest.description}" if interest.description else interest.name
 
 
 def flatten_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -428,7 +425,7 @@ class ChromaStore:
         """Crash-safe replace of the user's profile (see module docstring for the write order)."""
         uid = validate_user_id(profile.user_id)
         interests = profile.interests
-        vecs = self._embed([interest_embedding_text(i) for i in interests]) if interests else None
+        vecs = self._embed([interest_text(i) for i in interests]) if interests else None
         gen = uuid.uuid4().hex
         ids = [f"{uid}/{gen}/{pos}" for pos in range(len(interests))]
         metadatas = [

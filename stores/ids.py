@@ -6,7 +6,8 @@ import re
 
 from interestlens.agent.errors import InvalidInputError
 
-_USER_ID = re.compile(r"[A-Za-z0-9_.@:-]{1,128}")
+USER_ID_PATTERN = r"^[A-Za-z0-9_.@:-]{1,128}$"  # also the JSON-schema pattern of every tool's user_id
+_USER_ID = re.compile(USER_ID_PATTERN)
 MAX_ITEM_ID_CHARS = 256
 
 

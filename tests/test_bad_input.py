@@ -60,10 +60,17 @@ def alice_before(agent):
 
 
 # ------------------------------------------------------------------------------------------- texts
-@pytest.mark.parametrize("texts", ["", "   \n\t  ", [], [""], ["  ", "\n"], "\x00\x01\x02", "\u200b\u200b"])
+@pytest.mark.parametrize("texts", ["", "   \n\t  ", [], [""], ["  ", "\n"], "\x00\x01\x02"])
 def test_empty_or_blank_text_is_refused(agent, alice_before, texts):
     with pytest.raises(InvalidInputError):
         agent.observe("alice", texts)
+
+
+def test_invisible_only_text_is_refused(agent, alice_before):
+    # Zero-width and other format characters (Unicode Cf) carry no words: blank like whitespace.
+    for text in ("\u200b\u200b", "\ufeff\u200d\u2060", " \u200b \u00a0 "):
+        with pytest.raises(InvalidInputError):
+            agent.observe("alice", text)
 
 
 def test_one_megabyte_text_is_refused_with_the_limit_named(agent, alice_before):
@@ -172,9 +179,7 @@ def test_bad_expansion_and_where(agent, alice_before):
 # ------------------------------------------------------------------------------------------- catalog
 def test_malformed_catalog_lines_name_file_and_line(tmp_path):
     path = tmp_path / "catalog.jsonl"
-    path.write_text(
-        '{"id": "a", "title": "A"}\n\n{"id": "b", "title": \n{"id": "c", "title": "C"}\n', encoding="utf-8"
-    )
+    path.write_text('{"id": "a", "title": "A"}\n\n{"id": "b", "title": \n{"id": "c", "title": "C"}\n', encoding="utf-8")
     with pytest.raises(InvalidInputError, match=r"catalog\.jsonl:3"):
         read_catalog_jsonl(path)
     path.write_text('{"id": "a", "title": "A"}\n{"id": "b"}\n', encoding="utf-8")

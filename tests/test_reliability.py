@@ -52,9 +52,7 @@ def _spawn(code: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def _kill_after_lines(
-    proc: subprocess.Popen[str], min_lines: int, extra_s: float, timeout: float = 300
-) -> int:
+def _kill_after_lines(proc: subprocess.Popen[str], min_lines: int, extra_s: float, timeout: float = 300) -> int:
     """SIGKILL the child `extra_s` seconds after it printed `min_lines` progress lines; returns lines seen."""
     assert proc.stdout is not None
     seen = 0
@@ -443,9 +441,7 @@ def test_llama_server_killed_mid_run_degrades(small_agent_factory, gguf_path):
             except (urllib.error.URLError, OSError):
                 assert proc.poll() is None and time.monotonic() < deadline, "llama server did not start"
                 time.sleep(0.5)
-        llm = OpenAICompatibleLLM(
-            "smollm2", base_url=f"http://127.0.0.1:{port}/v1", timeout=30, max_retries=0
-        )
+        llm = OpenAICompatibleLLM("smollm2", base_url=f"http://127.0.0.1:{port}/v1", timeout=30, max_retries=0)
         agent = small_agent_factory(llm)
         agent.observe("u", "I love slow-burn science fiction and jazz records.")
 

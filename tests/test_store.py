@@ -32,7 +32,8 @@ from interestlens.agent.models import (
     SourceText,
     SubInterest,
 )
-from interestlens.stores.chroma_store import ChromaStore, interest_embedding_text, item_embedding_text
+from interestlens.agent.profile import interest_text
+from interestlens.stores.chroma_store import ChromaStore, item_embedding_text
 
 CATALOG = [
     Item(
@@ -194,7 +195,7 @@ def check_profiles(store: ChromaStore, embedder) -> None:
     embs = store.interest_embeddings("alice")
     assert set(embs) == {i.id for i in v2.interests}
     for it in v2.interests:
-        np.testing.assert_allclose(embs[it.id], embedder.embed([interest_embedding_text(it)])[0], atol=1e-5)
+        np.testing.assert_allclose(embs[it.id], embedder.embed([interest_text(it)])[0], atol=1e-5)
     store.save_profile(make_profile("bob", 1, ["podcasts"]))
     assert store.list_users() == ["alice", "bob"]
     rows = store.all_interests()

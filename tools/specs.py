@@ -25,11 +25,11 @@ from interestlens.agent.models import (
     RecommendationResult,
     SubInterest,
 )
+from interestlens.stores.ids import USER_ID_PATTERN
 
 if TYPE_CHECKING:
     from interestlens.agent.service import InterestAgent
 
-USER_ID_PATTERN = r"^[A-Za-z0-9_.@:-]{1,128}$"
 MAX_TEXTS = 100
 MAX_TEXT_CHARS = 200_000
 MAX_QUOTE_CHARS = 160
