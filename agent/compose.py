@@ -258,6 +258,9 @@ def compose_with_llm(
         regrouped = compose_without_llm([likes[i] for i in strays], context, embedder=embedder,
                                         settings=settings, now=now)
         intents += regrouped[: settings.max_intents - len(intents)]
+        total = sum(i.weight for i in intents) or 1.0
+        for intent in intents:  # weights are shares of the request, summing to 1
+            intent.weight /= total
     intents.sort(key=lambda i: -i.weight)
     return intents
 

@@ -281,6 +281,7 @@ class InterestAgent:
         if bad:
             raise InvalidInputError(f"unknown expansion {bad[0]!r}: choose from {', '.join(EXPANSIONS)}")
         profile = self.store.load_profile(user_id)
+        stored = profile is not None
         if profile is None:
             if context is None:
                 raise UnknownIdError(f"unknown user '{user_id}': observe some text first or pass a context")
@@ -316,7 +317,7 @@ class InterestAgent:
             user_id=user_id, context=context, intents=intents, recommendations=recs[:k], stats=stats
         )
         stats.latency_ms["total"] = total.ms
-        if self.store.load_profile(user_id) is not None:
+        if stored:  # remembered for `explain`; a context-only request for an unknown user writes nothing
             self.store.save_last_result(user_id, result)
         return result
 

@@ -392,8 +392,10 @@ def test_mmr_mixes_intents(catalog_store, embedder, settings):
 def test_candidate_ids_restrict_the_set(catalog_store, embedder, settings):
     profile = make_profile(history=["sf1"])
     allowed = ["sf1", "sf2", "ck2", "jz3", "hr2", "my1", "unknown-id"]
+    # Text relevance alone, so the order below is the intents' (the default weights also weigh popularity).
+    text_only = settings.model_copy(update={"fusion_weights": {"text": 1.0}})
     cands = _retrieve(
-        catalog_store, embedder, settings, profile, make_intents(profile), k=10, candidate_ids=allowed
+        catalog_store, embedder, text_only, profile, make_intents(profile), k=10, candidate_ids=allowed
     )
     ids = [c.item.id for c in cands]
     assert set(ids) <= {"sf2", "ck2", "jz3", "my1"}  # history, dislike and unknown ids are gone
