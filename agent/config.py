@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     # Decomposition
     max_text_chars: int = 200_000  # longer input is refused with a clear error
     chunk_chars: int = 1200  # text longer than this is split for the LLM and results merged
-    max_interests_per_chunk: int = 6
+    max_interests_per_chunk: int = 4  # 6 made the packaged 135M model run out of tokens and fall back
     grounding_min_similarity: float = 0.15  # interest name vs its evidence (cosine, MiniLM)
     # Profile dynamics
     half_life_days: float = 90.0
