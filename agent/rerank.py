@@ -288,7 +288,8 @@ def _rerank(candidates: Sequence[Candidate], intents: Sequence[Intent], profile:
         intent_ids = list(c.intent_ids)
         if pick is not None:
             # The LLM may say which of the item's intents it serves; it may not attach an unrelated one.
-            if pick.intent in valid_intents and (pick.intent in intent_ids or not intent_ids):
+            # An item that matched no intent in retrieval (it came from behaviour) gets no LLM-chosen intent.
+            if pick.intent in valid_intents and pick.intent in intent_ids:
                 intent_ids = [pick.intent, *[i for i in intent_ids if i != pick.intent]]
                 template = template_justification(c.model_copy(update={"intent_ids": intent_ids}), intents,
                                                   profile)
@@ -296,7 +297,11 @@ def _rerank(candidates: Sequence[Candidate], intents: Sequence[Intent], profile:
             topic_words = _intent_words(intent_ids, intents, profile)
             if _acceptable(pick.justification, user_texts, c.item, topic_words):
                 text = pick.justification
-                chosen = [spans[e] for e in pick.evidence_ids if e in spans][:MAX_CITED]
+                # Cited evidence must belong to the interests of the item's own intents, not any quote.
+                own = {(e.source_id, e.start, e.end) for i in intents if i.id in intent_ids
+                       for m in _members(i, profile) for e in m.evidence}
+                chosen = [spans[e] for e in pick.evidence_ids
+                          if e in spans and (spans[e].source_id, spans[e].start, spans[e].end) in own][:MAX_CITED]
                 cited = chosen or cited
             elif pick.justification:
                 stats.dropped_ungrounded += 1

@@ -180,7 +180,8 @@ class InterestAgent:
                     linked.append(
                         SubInterest(
                             name=item.title[:120],
-                            description=f"named by the user: {item.title}",
+                            # The item's own text, so the interest embeds by what the item is about.
+                            description=item.text[:200],
                             polarity=polarity,
                             weight=1.0,
                             confidence=0.9,
