@@ -31,7 +31,7 @@ MAX_RATIONALE = 160
 MAX_QUERY = 120
 CONTEXT_BOOST = 2.0  # relevance multiplier at cosine 1.0 between an interest and the message
 CLUSTER_DISTANCE = 0.6  # cosine distance under which interests share an intent (average linkage)
-MIN_GROUP_SIMILARITY = 0.3  # cosine to the nearest fellow member for an interest to stay in an LLM group
+MIN_GROUP_SIMILARITY = 0.3  # cosine to the centroid of its fellow members for an interest to stay in an LLM group
 _LIST_MARKERS = re.compile(r"^\s*(?:\d+[.):]\s*)+|\s+\d+\s*$")  # "4. Space Exploration 5" -> "Space Exploration"
 MAX_PROMPT_INTERESTS = 24  # keeps the numbered list inside a small model's context window
 
@@ -227,9 +227,14 @@ def compose_with_llm(
     strays: list[int] = []
     for g in groups:
         if len(g) > 1:
-            sims = embs[g] @ embs[g].T
-            np.fill_diagonal(sims, -1.0)
-            keep = [m for m, best in zip(g, sims.max(axis=1), strict=True) if best >= MIN_GROUP_SIMILARITY]
+            # Each member against the centroid of the others: a nearest-neighbour test lets chains through.
+            total = embs[g].sum(axis=0)
+            keep = []
+            for m in g:
+                rest = total - embs[m]
+                norm = float(np.linalg.norm(rest)) or 1.0
+                if float(embs[m] @ rest) / norm >= MIN_GROUP_SIMILARITY:
+                    keep.append(m)
             keep = keep or g[:1]
             strays += [m for m in g if m not in keep]
             g[:] = keep
