@@ -175,6 +175,38 @@ def test_grammar_yields_valid_json_every_time(tiny_llm, text):
         assert res.usage.prompt_tokens > 0 and res.usage.completion_tokens > 0 and res.usage.latency_ms > 0
 
 
+@pytest.mark.parametrize("budget", [12, 40, 90, 220])
+def test_budget_grammar_worst_case_fits_the_budget(budget):
+    from interestlens.agent.llm.schema import budget_gbnf, grammar_schema, worst_case_bytes
+
+    for model in (Interests, Summary, Unbounded):
+        gbnf, tokens = budget_gbnf(model, budget)
+        assert "space ::= \"\"" in gbnf and "char ::= [\\x20" in gbnf
+        floor = worst_case_bytes(grammar_schema(model, max_string=1, max_items=1))
+        # The caller's budget whenever the schema's tightest form fits it; else exactly what that form needs.
+        assert tokens == max(budget, floor)
+
+
+def test_worst_case_bytes_counts_every_part():
+    from interestlens.agent.llm.schema import worst_case_bytes
+
+    assert worst_case_bytes({"type": "string", "maxLength": 5}) == 7
+    assert worst_case_bytes({"enum": ["like", "dislike"]}) == len('"dislike"')
+    obj = {"type": "object", "properties": {"a": {"type": "array", "maxItems": 2, "items": {"type": "boolean"}}}}
+    assert worst_case_bytes(obj) == 2 + len('"a"') + 2 + (2 + 2 * (5 + 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("max_tokens", [8, 30, 70])
+def test_reply_cut_at_max_tokens_is_retried_to_valid_json(tiny_llm, max_tokens):
+    # Budgets far below what the model would write: whatever it writes on this CPU, the reply is valid JSON
+    # (the retry's grammar cannot outgrow the budget) or, where the schema's minimum exceeds it, the budget grows.
+    for text in USER_TEXTS[:3]:
+        res = tiny_llm.generate(_prompt(text), Interests, max_tokens=max_tokens)
+        assert isinstance(res.value, Interests)
+        assert Interests.model_validate_json(res.raw) == res.value
+
+
 @pytest.mark.slow
 def test_unbounded_model_still_terminates_with_valid_json(tiny_llm):
     res = tiny_llm.generate(_prompt(USER_TEXTS[0]), Unbounded, max_tokens=400)

@@ -27,7 +27,13 @@ from pydantic import BaseModel
 
 from interestlens.agent.errors import LLMError
 from interestlens.agent.llm.base import LLMUsage, Stopwatch, StructuredResponse
-from interestlens.agent.llm.schema import DEFAULT_MAX_ITEMS, DEFAULT_MAX_STRING, model_gbnf, validate_reply
+from interestlens.agent.llm.schema import (
+    DEFAULT_MAX_ITEMS,
+    DEFAULT_MAX_STRING,
+    budget_gbnf,
+    model_gbnf,
+    validate_reply,
+)
 from interestlens.agent.prompting import RenderedPrompt
 
 T = TypeVar("T", bound=BaseModel)
@@ -200,12 +206,30 @@ class LlamaCppLLM:
         max_tokens: int = 512,
         temperature: float = 0.0,
     ) -> StructuredResponse[T]:
+        max_tokens = max(1, min(int(max_tokens), self.n_ctx // 2))
+        gbnf = model_gbnf(response_model, max_string=self.max_string, max_items=self.max_items)
+        raw, usage, finish = self._complete(prompt, gbnf, max_tokens, temperature)
+        if finish == "length":
+            # Cut at max_tokens: the grammar guaranteed a prefix of valid JSON, not a whole one, and how far a
+            # tiny model rambles differs across CPUs. Ask again under a grammar whose longest output fits.
+            gbnf, budget = budget_gbnf(response_model, max_tokens, max_items=self.max_items)
+            raw, again, finish = self._complete(prompt, gbnf, min(budget, self.n_ctx // 2), temperature)
+            usage = LLMUsage(
+                prompt_tokens=usage.prompt_tokens + again.prompt_tokens,
+                completion_tokens=usage.completion_tokens + again.completion_tokens,
+                latency_ms=usage.latency_ms + again.latency_ms,
+            )
+        return StructuredResponse(
+            value=validate_reply(raw, response_model, self.model_id, usage, finish), usage=usage, raw=raw
+        )
+
+    def _complete(
+        self, prompt: RenderedPrompt, gbnf: str, max_tokens: int, temperature: float
+    ) -> tuple[str, LLMUsage, str | None]:
+        """One grammar-constrained chat completion: (raw reply, usage, finish reason)."""
         from llama_cpp import LlamaGrammar
 
-        max_tokens = max(1, min(int(max_tokens), self.n_ctx // 2))
-        grammar = LlamaGrammar.from_string(
-            model_gbnf(response_model, max_string=self.max_string, max_items=self.max_items), verbose=False
-        )
+        grammar = LlamaGrammar.from_string(gbnf, verbose=False)
         sw = Stopwatch()
         with self._lock:
             messages, max_tokens = self._fit_messages(prompt, max_tokens)
@@ -220,18 +244,13 @@ class LlamaCppLLM:
             except (ValueError, RuntimeError) as e:
                 raise LLMError(f"{self.model_id} failed: {e}") from e
         choice = out["choices"][0]
-        raw = choice["message"].get("content") or ""
         u = out.get("usage") or {}
         usage = LLMUsage(
             prompt_tokens=int(u.get("prompt_tokens", 0)),
             completion_tokens=int(u.get("completion_tokens", 0)),
             latency_ms=sw.ms,
         )
-        return StructuredResponse(
-            value=validate_reply(raw, response_model, self.model_id, usage, choice.get("finish_reason")),
-            usage=usage,
-            raw=raw,
-        )
+        return choice["message"].get("content") or "", usage, choice.get("finish_reason")
 
     def close(self) -> None:
         with self._lock:

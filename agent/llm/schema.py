@@ -5,6 +5,8 @@
   and list gets an upper bound, because an unbounded string lets a tiny model write until max_tokens runs out.
 - `model_gbnf(Model)`: the GBNF grammar itself, with a JSON-safe `char` rule (the converter's own rule admits
   raw control characters such as newlines, which make the JSON invalid).
+- `budget_gbnf(Model, max_tokens)`: a grammar whose longest possible output fits in `max_tokens`, for the retry
+  of a reply cut at max_tokens (see `LlamaCppLLM.generate`).
 - `openai_strict_schema(Model)`: for OpenAI `response_format={"type": "json_schema", "strict": true}` and
   function parameters: every object closed (`additionalProperties: false`) with every property required, and
   only keywords strict mode accepts.
@@ -64,6 +66,14 @@ _STRICT_KEYWORDS = {
 _JSON_SAFE_CHAR = (
     r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
 )
+
+
+# The retry grammar: printable ASCII only (no escapes), so every token the grammar admits is at least one byte
+# and one output character, and whitespace between tokens is dropped. Its worst case in bytes then bounds tokens.
+_ASCII_CHAR = r"char ::= [\x20\x21\x23-\x5B\x5D-\x7E]"
+_NO_SPACE = 'space ::= ""'
+_NUMBER_BYTES = {"integer": 17, "number": 40, "boolean": 5, "null": 4}  # llama.cpp's rules bound digits to 16
+_FORMAT_BYTES = 40  # date-time, uuid ... quoted
 
 
 class SchemaError(InterestLensError):
@@ -170,6 +180,71 @@ def model_gbnf(
 ) -> str:
     """GBNF grammar accepting exactly the bounded JSON objects of `model` (property order as declared)."""
     return schema_gbnf(grammar_schema(model, max_string=max_string, max_items=max_items))
+
+
+def worst_case_bytes(node: Any) -> int:
+    """Longest JSON (in bytes) that the retry grammar of a `grammar_schema` node admits."""
+    if not isinstance(node, dict):
+        return 4
+    if "const" in node:
+        return len(json.dumps(node["const"]))
+    if "enum" in node:
+        return max((len(json.dumps(v)) for v in node["enum"]), default=4)
+    alternatives = node.get("anyOf") or node.get("oneOf")
+    if alternatives:
+        return max(worst_case_bytes(a) for a in alternatives)
+    types = _schema_types(node) or {"object"}
+    worst = 0
+    for t in types:
+        if t == "string":
+            bound = _FORMAT_BYTES if "format" in node else 2 + int(node.get("maxLength", DEFAULT_MAX_STRING))
+            worst = max(worst, bound)
+        elif t == "array":
+            n = int(node.get("maxItems", DEFAULT_MAX_ITEMS))
+            worst = max(worst, 2 + n * (worst_case_bytes(node.get("items", {})) + 1))
+        elif t == "object":
+            props = node.get("properties", {})
+            worst = max(worst, 2 + sum(len(json.dumps(k)) + 2 + worst_case_bytes(v) for k, v in props.items()))
+        else:
+            worst = max(worst, _NUMBER_BYTES.get(t, 40))
+    return worst
+
+
+def _min_string(node: Any) -> int:
+    """The largest minLength anywhere in the schema: strings cannot be bounded below it."""
+    if isinstance(node, list):
+        return max((_min_string(x) for x in node), default=0)
+    if not isinstance(node, dict):
+        return 0
+    own = int(node.get("minLength", 0)) if "string" in _schema_types(node) else 0
+    return max([own, *(_min_string(v) for v in node.values() if isinstance(v, dict | list))])
+
+
+def budget_gbnf(model: type[BaseModel], max_tokens: int, *, max_items: int = DEFAULT_MAX_ITEMS) -> tuple[str, int]:
+    """(grammar, token budget) such that no output of the grammar is longer than the budget.
+
+    Strings are shortened first, then lists, until the worst case fits `max_tokens`; if even the tightest bounds
+    do not fit (required fields, minimum lengths), the budget grows to that worst case. The grammar admits only
+    printable ASCII without escapes and no whitespace, so every admitted token is at least one byte.
+    """
+    floor = max(1, _min_string(inline_refs(model.model_json_schema())))
+
+    def worst(s: int, n: int) -> int:
+        return worst_case_bytes(grammar_schema(model, max_string=s, max_items=n))
+
+    items = max_items
+    while items > 1 and worst(floor, items) > max_tokens:
+        items -= 1
+    lo, hi = floor, DEFAULT_MAX_STRING  # largest string bound that fits (worst is monotone in it)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if worst(mid, items) <= max_tokens else (lo, mid - 1)
+    schema = grammar_schema(model, max_string=lo, max_items=items)
+    lines = [
+        _ASCII_CHAR if line.startswith("char ::=") else _NO_SPACE if line.startswith("space ::=") else line
+        for line in schema_gbnf(schema).splitlines()
+    ]
+    return "\n".join(lines), max(max_tokens, worst_case_bytes(schema))
 
 
 def _strict(node: Any) -> Any:
