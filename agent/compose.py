@@ -11,20 +11,19 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Literal, TypeVar
+from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, create_model
 
 from interestlens.agent.config import Settings
 from interestlens.agent.embeddings import Embedder
 from interestlens.agent.errors import LLMError, LLMOutputError
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
+from interestlens.agent.llm.call import structured_call
 from interestlens.agent.models import Intent, InterestProfile, StageStats, SubInterest
 from interestlens.agent.profile import effective_weight, interest_text
-from interestlens.agent.prompting import RenderedPrompt, render
-
-T = TypeVar("T", bound=BaseModel)
+from interestlens.agent.prompting import render
 
 MAX_NAME = 48
 MAX_RATIONALE = 160
@@ -48,23 +47,8 @@ _STOPWORDS = frozenset({
 })
 
 
-def llm_generate(
-    llm: StructuredLLM, prompt: RenderedPrompt, model: type[T], *, stats: StageStats, max_tokens: int,
-    temperature: float = 0.0,
-) -> T:
-    """One counted LLM call: tokens and calls go to `stats`; invalid replies are counted, then re-raised."""
-    stats.llm_calls += 1
-    try:
-        resp = llm.generate(prompt, model, max_tokens=max_tokens, temperature=temperature)
-    except LLMOutputError:
-        stats.invalid_outputs += 1
-        raise
-    except ValidationError as e:  # a backend that validated but let pydantic's error escape
-        stats.invalid_outputs += 1
-        raise LLMOutputError(str(e)) from e
-    stats.prompt_tokens += resp.usage.prompt_tokens
-    stats.completion_tokens += resp.usage.completion_tokens
-    return resp.value
+# The one structured-call path (agent/llm/call.py); the old name stays for the stages that import it here.
+llm_generate = structured_call
 
 
 def context_keywords(context: str | None, limit: int = 8) -> list[str]:
@@ -206,8 +190,8 @@ def compose_with_llm(
         context=context,
         max_intents=settings.max_intents,
     )
-    reply = llm_generate(llm, prompt, _response_model(len(shown), settings.max_intents), stats=stats,
-                         max_tokens=120 + 110 * settings.max_intents)
+    reply = structured_call(llm, prompt, _response_model(len(shown), settings.max_intents), stats=stats,
+                            max_tokens=120 + 110 * settings.max_intents)
     groups: list[list[int]] = []
     drafts = []
     seen_groups: set[tuple[int, ...]] = set()

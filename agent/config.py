@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     embedder: str = "minilm"
     store: str = Field(default_factory=default_store_dir)  # directory, or http://host:port for a Chroma server
 
+    # Catalog documents: metadata fields appended to an item's text before it is embedded (stores.chroma_store
+    # with_metadata_text), the same for the agent and the evaluation baselines. Genre-like fields say what a bare
+    # title does not (ReDial's item text is only the title); fields the text already spells out are skipped.
+    item_text_fields: list[str] = Field(
+        default_factory=lambda: ["genres", "movielens_genres", "tags", "creator", "author", "director", "artist"]
+    )
+
     # Decomposition
     max_text_chars: int = 200_000  # longer input is refused with a clear error
     chunk_chars: int = 1200  # text longer than this is split for the LLM and results merged
@@ -49,17 +56,25 @@ class Settings(BaseSettings):
     rrf_k: int = 60
     mmr_lambda: float = 0.7
     dislike_similarity: float = 0.55  # items closer than this to a dislike are filtered out
-    # Fusion weights of the retrieval signals (text, popularity, cooc, mention), chosen on dev data only:
-    # `tune_fusion_weights` on the first 120 ReDial dev cases, full protocol: ndcg@10 0.079 here vs 0.024 for
-    # the untuned 1/0.5/1/1; the grid's best (popularity 3, mention 2: 0.0815) is within noise, and a smaller
-    # popularity weight keeps a user's stated interests in charge on catalogs with rich item text.
-    # Never tuned on a test split.
+    # Fusion of the retrieval signals (agent/fusion.py). Without a fitted model, a linear blend of the
+    # rank-normalised signals with these weights. Popularity at 1.0 (was 2.0, chosen on ReDial by a grid search
+    # that saw the reported cases): on a catalog of one's own it must not outweigh what the user said; text,
+    # named titles and collaborative signals count as much. Fit a ranker to your data with `interestlens tune`.
     fusion_weights: dict[str, float] = Field(
-        default_factory=lambda: {"text": 1.0, "popularity": 2.0, "cooc": 1.0, "mention": 1.0}
+        default_factory=lambda: {
+            "text": 1.0, "popularity": 1.0, "cooc": 0.5, "ease": 0.5, "mention": 1.0, "facet": 1.0,
+        }
     )
+    # A fitted fusion (`interestlens tune` writes one); None: `<store>/fusion.json` when present, else linear.
+    fusion_model: str | None = None
     # Reranking
     rerank: bool = True
     rerank_top_n: int = 20
     rerank_permutations: int = 1
+    # Weight of the LLM's rank-normalised label score in the rerank fusion, per model id (agent/rerank.py):
+    # fitted per model on dev data by cross-validation; a model missing here gets the default, 0.0 until measured
+    # (at 0 the LLM does not reorder, it only writes the justifications of the final top k).
+    llm_rank_weights: dict[str, float] = Field(default_factory=dict)
+    llm_rank_weight_default: float = 0.0
     use_llm_decompose: bool = True
     use_llm_compose: bool = True

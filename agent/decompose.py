@@ -1,10 +1,8 @@
 """Decomposition: user text -> grounded sub-interests (stages 1-2 of the pipeline).
 
 Two paths with one output contract:
-- `LLMDecomposer`: a prompt (prompts/decompose.j2) and a bounded response model; the reply is validated by the
-  backend and then grounded (quotes located verbatim, far-fetched names dropped). Long input is chunked by
-  characters and by the model's context; results of a chunk are cached per (user, text, model, prompt
-  version).
+- `LLMDecomposer` (agent/decompose_llm.py): the split clauses, numbered, labelled by the model (like /
+  dislike / none and a short topic); the evidence is the clause itself.
 - `ClusterDecomposer`: no LLM. Clauses are embedded and grouped by agglomerative clustering (cosine),
 separately
   for likes and dislikes; each group is named by its most central key phrase. This is the fallback whenever
@@ -15,7 +13,6 @@ History items (SourceText.source == "history") are decomposed like user text.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -25,15 +22,14 @@ from functools import cache
 from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, Field, StringConstraints, ValidationError, create_model
+from pydantic import BaseModel, Field, StringConstraints, create_model
 
+from interestlens.agent.attribution import mark_history_interests, mask_sources
 from interestlens.agent.config import Settings
 from interestlens.agent.embeddings import Embedder
-from interestlens.agent.errors import LLMError, LLMOutputError
-from interestlens.agent.grounding import InterestDraft, as_utc, ground_interests
+from interestlens.agent.grounding import as_utc
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
 from interestlens.agent.models import EvidenceSpan, Polarity, SourceText, StageStats, SubInterest, utcnow
-from interestlens.agent.prompting import FENCE, FENCE_END, render
 from interestlens.agent.text import chunk_text, split_clauses
 
 log = logging.getLogger(__name__)
@@ -218,7 +214,10 @@ _DISLIKE = re.compile(
     r"|\b(?:don'?t|do\s+not|please\s+no|never)\s+(?:recommend|suggest|show|send|give)\b"
     r"|\bno\s+\w+(?:\s+\w+)?\s+please\b|\bnothing\s+(?:scary|sad|violent|gory|slow|long)\b|\bspare\s+me\b"
     r"|\banything\s+but\b|\bkeep\s+(?:away|clear)\b|\bcan'?t\s+(?:handle|take|bear)\b"
-    r"|\bno\s+more\b|\bnot\s+(?:good|great|fun|funny)\b|\bwaste\s+of\b|\btoo\s+(?:scary|slow|long|violent|gory)\b",
+    r"|\bno\s+more\b|\bnot\s+(?:good|great|fun|funny)\b|\bwaste\s+of\b"
+    r"|\btoo\s+(?:scary|slow|long|violent|gory|loud|noisy|dark|sad|cheesy|predictable|much|sweet|slow-paced)\b"
+    r"|\btoo\s+\w+\s+for\s+(?:me|my\s+taste)\b|\bnightmares?\b|\bbor(?:es|ed|ing)\b|\bannoy(?:s|ed|ing)?\b"
+    r"|\bmakes?\s+me\s+(?:sick|cringe|sleepy|nauseous)\b|\b(?:gross|puts?)\s+me\s+off\b",
     re.IGNORECASE,
 )
 _NEGATED_NEGATIVE = re.compile(
@@ -233,6 +232,9 @@ _NEGATED_NEGATIVE = re.compile(
 _LIKE_CUE = re.compile(
     r"\b(?:love[sd]?|like[sd]?|enjoy(?:s|ed)?|adore[sd]?|favou?rite|into)\b", re.IGNORECASE
 )
+
+
+_ABOUT_IT = re.compile(r"\b(?:it|that\s+one|this\s+one|it's|it\s+was)\b", re.IGNORECASE)
 
 
 def _checked_polarity(interest: SubInterest, sources: Sequence[SourceText]) -> Polarity:
@@ -269,8 +271,18 @@ def clause_polarity(text: str) -> Polarity:
 
 def polarity_of(text: str, start: int, end: int) -> Polarity:
     """Polarity of the clause(s) around text[start:end] (a named title: "I hated Click (2006)" -> dislike)."""
-    around = [text[a:b] for a, b in split_clauses(text) if a < end and start < b] or [text[start:end]]
-    return Polarity.DISLIKE if any(clause_polarity(c) is Polarity.DISLIKE for c in around) else Polarity.LIKE
+    clauses = split_clauses(text)
+    around = [text[a:b] for a, b in clauses if a < end and start < b] or [text[start:end]]
+    if any(clause_polarity(c) is Polarity.DISLIKE for c in around):
+        return Polarity.DISLIKE
+    if not any(_LIKE_CUE.search(c) for c in around):
+        # "I watched Babel (2006). It was a bit boring.": a verdict-free mention takes the verdict of the next
+        # clause when that clause is about "it".
+        after = [text[a:b] for a, b in clauses if a >= end][:2]
+        for c in after:
+            if _ABOUT_IT.search(c):
+                return clause_polarity(c)
+    return Polarity.LIKE
 
 
 # Text addressed to the model rather than about the user ("ignore previous instructions ...").
@@ -280,6 +292,34 @@ _INSTRUCTION = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[^\W_]+(?:[-'\u2019][^\W_]+)*", re.UNICODE)
+# A request or chat filler, not a statement of taste ("what should I watch?", "i am open to any movie").
+_REQUEST = re.compile(
+    r"\s{0,3}(?:(?:so\s{1,3}|and\s{1,3}|ok\s{1,3}|well\s{1,3})?(?:please\s{1,3})?"
+    r"(?:recommend|suggest|tell|give|show|find|send|get)\s{1,3}(?:me|us)\b"
+    r"|(?:what|which|who|where|how|when|why|can|could|would|will|do|does|did|is|are|have|has|any)\b"
+    r"|i(?:'m|\s{1,3}am)?\s{1,3}(?:open\s{1,3}to|looking\s{1,3}for|searching\s{1,3}for|in\s{1,3}the\s{1,3}mood)\b"
+    r"|i\s{1,3}(?:want|need|would\s{1,3}like|'d\s{1,3}like)\s{1,3}(?:to\s{1,3}(?:watch|see|read|hear)|a|an|some|any|"
+    r"something)\b|(?:thanks|thank\s{1,3}you|whatever|sounds\s{1,3}good|that\s{1,3}sounds|ok|okay|sure)\b"
+    r"|we\s{1,3}(?:had|went|did|were)\b)",
+    re.IGNORECASE,
+)
+_TASTE_CUE = re.compile(
+    r"\b(?:love[sd]?|like[sd]?|enjoy(?:s|ed)?|adore[sd]?|favou?rite|into|fan|hate[sd]?|can'?t\s+stand|prefer)\b",
+    re.IGNORECASE,
+)
+
+
+def is_request(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] asks for something or chats rather than states a taste.
+
+    A question or request clause with its own taste cue ("any more like Alien? I love it") is still a statement.
+    """
+    clause = text[start:end]
+    tail = text[end : end + 3]
+    if _TASTE_CUE.search(clause) and not clause.lower().lstrip().startswith(("what", "which", "how")):
+        return False
+    return bool(_REQUEST.match(clause)) or "?" in tail
+
 # Words that never belong in an interest name: function words, sentiment, chat filler.
 _STOP = frozenset(
     """
@@ -305,6 +345,8 @@ _STOP = frozenset(
     suggest suggestion suggestions looking look watch watched watching think thought know feel felt try
     tried recently lately today tonight usually especially particular sort type new old recent day days time
     times year years night weekend always sometimes mostly little bit lots
+    sounds sound open unreal eat eats bores bore bored annoy annoys annoying ruin ruins ruined says said makes
+    nightmare nightmares sick wonderful perfect favorite unwind
     """.split()  # noqa: SIM905 - a word list reads better as text
 )
 _CONTRACTION = re.compile(r"'(?:re|ve|ll|d|s|t|m)$")
@@ -320,8 +362,13 @@ _GENERIC = frozenset(
 def key_phrases(text: str, max_n: int = 3) -> list[str]:
     """Candidate interest names in a clause: 1-3-grams of consecutive content words (lower case)."""
     runs: list[list[str]] = [[]]
+    prev_end = 0
     for m in _WORD.finditer(text):
         w = m.group().lower().replace("\u2019", "'")
+        gap = text[prev_end : m.start()]
+        prev_end = m.end()
+        if gap.strip():
+            runs.append([])  # punctuation ends a phrase: "horror movies, gore" is two, not "horror movies gore"
         if w in _STOP or w.isdigit() or _CONTRACTION.search(w):
             runs.append([])
         else:
@@ -377,9 +424,9 @@ class ClusterDecomposer:
         segs = [Segment(s, 0, len(s.text)) for s in sources if s.text.strip()]
         total_chars = sum(len(s.text) for s in sources)
         # Bound the number of interests like the LLM path would: per chunk of input.
-        limit = min(
-            50, self.settings.max_interests_per_chunk * max(1, -(-total_chars // self.settings.chunk_chars))
-        )
+        # Several short texts (a week of posts) each state something: at least two interests per text fit.
+        per_chunk = self.settings.max_interests_per_chunk * max(1, -(-total_chars // self.settings.chunk_chars))
+        limit = min(50, max(per_chunk, 2 * len(segs)))
         out = self.decompose_segments(segs, now=now, max_interests=limit)
         if stats is not None:
             stats.latency_ms["decompose"] = stats.latency_ms.get("decompose", 0.0) + sw.ms
@@ -394,6 +441,8 @@ class ClusterDecomposer:
                 text = seg.source.text[s:e]
                 if _INSTRUCTION.search(text):
                     continue  # an injected instruction is not an interest
+                if is_request(seg.source.text, s, e):
+                    continue  # "what should I watch?", "thanks": asking or chatting is not an interest
                 phrases = key_phrases(text)
                 if phrases:  # no content word: greeting or filler ("Hello", "What would you recommend?")
                     out.append(_Clause(seg.source, s, e, clause_polarity(text), phrases))
@@ -403,15 +452,27 @@ class ClusterDecomposer:
             out = [out[int(k * step)] for k in range(self.max_clauses)]
         return out
 
-    def _cluster(self, vecs: np.ndarray) -> np.ndarray:
+    # Two sentences of one text are two statements unless they say nearly the same thing: a person who writes
+    # "I love space operas. Lately I'm also into heist thrillers." names two interests, which plain cosine
+    # clustering merged (issue 9). Across texts (a profile built over weeks) the plain distance applies.
+    same_text_penalty = 0.3
+
+    def _cluster(self, vecs: np.ndarray, sources: Sequence[str] | None = None) -> np.ndarray:
         if len(vecs) == 1:
             return np.zeros(1, dtype=int)
         from sklearn.cluster import AgglomerativeClustering
 
+        dist = np.clip(1.0 - vecs @ vecs.T, 0.0, 2.0)
+        if sources is not None:
+            src = np.asarray([hash(x) for x in sources])
+            same = src[:, None] == src[None, :]
+            np.fill_diagonal(same, False)
+            dist = dist + self.same_text_penalty * same
+        np.fill_diagonal(dist, 0.0)
         model = AgglomerativeClustering(
-            n_clusters=None, distance_threshold=self.distance_threshold, metric="cosine", linkage="average"
+            n_clusters=None, distance_threshold=self.distance_threshold, metric="precomputed", linkage="average"
         )
-        return np.asarray(model.fit_predict(vecs))
+        return np.asarray(model.fit_predict(dist))
 
     def decompose_segments(
         self,
@@ -428,17 +489,21 @@ class ClusterDecomposer:
             return []
         vecs = self.embedder.embed([c.text for c in clauses])
         groups: list[tuple[list[int], np.ndarray]] = []
+        rank: list[int] = []  # a group's place within its polarity: ties alternate likes and dislikes
         for pol in (Polarity.LIKE, Polarity.DISLIKE):
             idx = [i for i, c in enumerate(clauses) if c.polarity is pol]
             if not idx:
                 continue
-            labels = self._cluster(vecs[idx])
+            labels = self._cluster(vecs[idx], [clauses[i].source.id for i in idx])
             for lab in sorted(set(labels.tolist())):
                 members = [idx[k] for k in range(len(idx)) if labels[k] == lab]
                 centroid = vecs[members].mean(axis=0)
                 centroid /= np.linalg.norm(centroid) or 1.0
+                rank.append(sum(1 for m, _ in groups if clauses[m[0]].polarity is pol))
                 groups.append((members, centroid))
-        groups.sort(key=lambda g: -len(g[0]))
+        # Biggest groups first; among equals, a dislike is not crowded out by a run of likes.
+        order = sorted(range(len(groups)), key=lambda k: (-len(groups[k][0]), rank[k]))
+        groups = [groups[k] for k in order]
         groups = groups[: max_interests or self.settings.max_interests_per_chunk]
 
         # Name every group in one embedding batch: its candidate phrase closest to the centroid.
@@ -496,184 +561,6 @@ class ClusterDecomposer:
 # LLM path
 
 
-class LLMDecomposer:
-    """Prompted, schema-constrained and grounded decomposition, with the cluster path as its fallback."""
-
-    def __init__(
-        self,
-        llm: StructuredLLM,
-        embedder: Embedder,
-        settings: Settings,
-        cache: ResultCache | None = None,
-        *,
-        fallback: ClusterDecomposer | None = None,
-        complement: bool = True,
-    ) -> None:
-        self.llm = llm
-        self.embedder = embedder
-        self.settings = settings
-        self.cache = cache
-        self.fallback = fallback or ClusterDecomposer(embedder, settings)
-        self.complement = complement  # add cluster interests for text the LLM's evidence left uncovered
-        self.model = interests_model(settings.max_interests_per_chunk)
-        self.extractor = f"llm:{llm.model_id}"
-        # Room for the reply: a bounded number of interests of bounded size (about 70-100 tokens each in
-        # practice).
-        self.max_tokens = 110 * settings.max_interests_per_chunk + 60
-
-    def _render(self, texts: Sequence[str]) -> Any:
-        return render(
-            PROMPT,
-            texts=list(texts),
-            max_interests=self.settings.max_interests_per_chunk,
-            fence_start=FENCE,
-            fence_end=FENCE_END,
-        )
-
-    def _token_budget(self) -> int | None:
-        """Tokens left for the user texts in one call, when the backend can count tokens."""
-        count = getattr(self.llm, "count_tokens", None)
-        n_ctx = getattr(self.llm, "n_ctx", None)
-        if not callable(count) or not isinstance(n_ctx, int):
-            return None
-        empty = self._render([""])
-        overhead = count(empty.system) + count(empty.user) + 32  # chat template markers
-        return max(64, n_ctx - overhead - self.max_tokens)
-
-    def _fit(self, chunk: list[Segment], budget: int | None) -> list[list[Segment]]:
-        """Split a chunk until each piece fits the model's context."""
-        if budget is None:
-            return [chunk]
-        count = self.llm.count_tokens  # type: ignore[attr-defined]
-        tokens = sum(count(s.text) + 12 for s in chunk)
-        if tokens <= budget:
-            return [chunk]
-        if len(chunk) > 1:
-            mid = len(chunk) // 2
-            return self._fit(chunk[:mid], budget) + self._fit(chunk[mid:], budget)
-        seg = chunk[0]
-        n = seg.end - seg.start
-        if n < 40:
-            return [chunk]
-        ranges = chunk_text(seg.text, max(20, n // 2))
-        return [
-            p
-            for s, e in ranges
-            for p in self._fit([Segment(seg.source, seg.start + s, seg.start + e)], budget)
-        ]
-
-    def chunks(self, sources: Sequence[SourceText]) -> list[list[Segment]]:
-        packed = _pack(_segments(sources, self.settings.chunk_chars), self.settings.chunk_chars)
-        budget = self._token_budget()
-        return [piece for chunk in packed for piece in self._fit(chunk, budget)]
-
-    def cache_key(self, user_id: str, texts: Sequence[str]) -> str:
-        h = hashlib.sha256()
-        for part in (user_id, self.llm.model_id, self.prompt_version, *texts):
-            h.update(part.encode("utf-8", "surrogatepass"))
-            h.update(b"\x1f")
-        return "decompose:" + h.hexdigest()
-
-    @property
-    def prompt_version(self) -> str:
-        from interestlens.agent.prompting import prompt_version
-
-        return prompt_version(PROMPT)
-
-    def _ask(self, texts: list[str], stats: StageStats, user_id: str) -> LLMInterests:
-        key = self.cache_key(user_id or getattr(self.cache, "user_id", ""), texts)
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                try:
-                    return self.model.model_validate(hit)
-                except ValidationError:
-                    log.warning("ignoring a cache entry that no longer validates: %s", key)
-        try:
-            resp = self.llm.generate(
-                self._render(texts), self.model, max_tokens=self.max_tokens, temperature=0.0
-            )
-        except LLMOutputError:
-            stats.llm_calls += 1  # it answered, invalidly: the call was made and paid for
-            raise
-        stats.llm_calls += 1
-        stats.prompt_tokens += resp.usage.prompt_tokens
-        stats.completion_tokens += resp.usage.completion_tokens
-        value = self.model.model_validate(resp.value.model_dump())  # re-check: backends are not trusted
-        if self.cache is not None:
-            self.cache.put(key, value.model_dump())
-        return value
-
-    def decompose(
-        self,
-        sources: Sequence[SourceText],
-        stats: StageStats,
-        *,
-        user_id: str = "",
-        now: datetime | None = None,
-    ) -> list[SubInterest]:
-        sw = Stopwatch()
-        now = now or utcnow()
-        out: list[SubInterest] = []
-        llm_down = False
-        for chunk in self.chunks([s for s in sources if s.text.strip()]):
-            chunk_sources = list({seg.source.id: seg.source for seg in chunk}.values())
-            grounded: list[SubInterest] = []
-            if not llm_down:
-                try:
-                    reply = self._ask([seg.text for seg in chunk], stats, user_id)
-                    drafts = [
-                        InterestDraft(
-                            name=i.name,
-                            description=i.description,
-                            polarity=Polarity(i.polarity),
-                            weight=i.weight / 5.0,
-                            quotes=list(i.evidence),
-                            confidence=0.7,
-                        )
-                        for i in reply.interests
-                    ]
-                    grounded, dropped = ground_interests(
-                        drafts,
-                        chunk_sources,
-                        self.embedder,
-                        self.settings.grounding_min_similarity,
-                        extractor=self.extractor,
-                        now=now,
-                    )
-                    stats.dropped_ungrounded += dropped
-                    for it in grounded:
-                        pol = _checked_polarity(it, chunk_sources)
-                        if pol is not it.polarity:  # the id encodes polarity: recompute it too
-                            it.polarity, it.id = pol, SubInterest(name=it.name, polarity=pol).id
-                except (LLMOutputError, ValidationError) as e:
-                    stats.invalid_outputs += 1
-                    stats.warnings.append(f"decompose: invalid LLM output, used clustering: {str(e)[:160]}")
-                except LLMError as e:
-                    llm_down = True  # do not wait for a dead backend once per chunk
-                    stats.warnings.append(f"decompose: LLM unavailable, used clustering: {str(e)[:160]}")
-                except Exception as e:  # a backend bug must not lose the user's input
-                    llm_down = True
-                    stats.warnings.append(
-                        f"decompose: LLM failed ({type(e).__name__}), used clustering: {e!s:.160}"
-                    )
-            if not grounded:
-                stats.fallbacks += 1
-                grounded = self.fallback.decompose_segments(chunk, now=now)
-            elif self.complement:
-                # A tiny model misses interests: cluster the clauses none of its evidence covers.
-                grounded = merge_same_name(grounded)  # tiny models repeat one interest several times
-                covered = [span for it in grounded for span in it.evidence]
-                room = self.settings.max_interests_per_chunk - len(grounded)
-                if room > 0:
-                    grounded += self.fallback.decompose_segments(
-                        chunk, now=now, max_interests=room, exclude=covered
-                    )
-            out.extend(grounded)
-        stats.latency_ms["decompose"] = stats.latency_ms.get("decompose", 0.0) + sw.ms
-        return merge_same_name(out)
-
-
 def decompose(
     sources: Sequence[SourceText],
     *,
@@ -691,9 +578,20 @@ def decompose(
     `user_id`).
     """
     sources = [s for s in sources if s.text.strip()]
+    # Only the user's own first-person statements reach either decomposer: role text, other people's tastes,
+    # hypotheticals, instructions and fake markup are blanked (same offsets, so evidence stays verbatim).
+    sources, n_dropped = mask_sources(sources)
+    if n_dropped:
+        stats.warnings.append(f"decompose: {n_dropped} passage(s) not the user's own preference were ignored")
     if not sources:
         return []
     if llm is not None and settings.use_llm_decompose:
+        # Imported here: decompose_llm builds on this module's clause splitter and fallback (no cycle at import).
+        from interestlens.agent.decompose_llm import LLMDecomposer
+
         dec = LLMDecomposer(llm, embedder, settings, as_cache(cache, user_id))
-        return dec.decompose(sources, stats, user_id=user_id, now=now)
-    return ClusterDecomposer(embedder, settings).decompose(sources, stats, now=now)
+        out = dec.decompose(sources, stats, user_id=user_id, now=now)
+    else:
+        out = ClusterDecomposer(embedder, settings).decompose(sources, stats, now=now)
+    mark_history_interests(out, sources)
+    return out

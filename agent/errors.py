@@ -24,5 +24,9 @@ class LLMOutputError(LLMError):
     """The LLM answered, but the answer did not validate against the response model."""
 
 
+class LogprobsUnavailable(LLMError):
+    """The backend answers, but gives no token log-probabilities (label scoring is impossible there)."""
+
+
 class StoreError(InterestLensError):
     """The store cannot be opened or written (locked, unreachable, corrupt)."""

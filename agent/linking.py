@@ -12,10 +12,12 @@ follows, when quoted, or when written capitalised mid-sentence, to keep false li
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from interestlens.agent.models import EvidenceSpan, Item, SourceText
+from interestlens.agent.attribution import mask_source
+from interestlens.agent.models import EvidenceSpan, Item, Polarity, SourceText, SubInterest, utcnow
 
 # Only English articles are dropped from the front: "Die Hard" must keep its "Die".
 _ARTICLES = frozenset({"the", "a", "an"})
@@ -29,8 +31,23 @@ _PAREN = re.compile(r"\s*\([^)]*\)")
 # Words: letters/digits with inner apostrophes or periods kept together ("don't", "s.w.a.t").
 _TOKEN = re.compile(r"[^\W_]+(?:['\u2019.][^\W_]+)*|&", re.UNICODE)
 # A year after a title, allowing the catalog's own "Title, The (1999)" form.
+# Bounded whitespace and no two adjacent optional runs of one class: one .match costs O(1), not O(run^2).
 _YEAR_AFTER = re.compile(
-    r"(?:,\s*(?:[Tt]he|[Aa]n?)\b)?[!?.\u2026]*\s*[(\[]?\s*(?P<year>(?:19|20)\d{2})\s*[)\]]?"
+    r"(?:,\s{0,3}(?:[Tt]he|[Aa]n?)\b)?[!?.\u2026]{0,3}\s{0,3}(?:[(\[]\s{0,3})?(?P<year>(?:19|20)\d{2})\s{0,3}[)\]]?"
+)
+# "X is my favorite movie": the words after a name that say it is a title.
+_TITLE_AFTER = re.compile(
+    r"\s{1,3}(?:is|was|has\s{1,3}been|remains)\s{1,3}(?:still\s{1,3})?(?:my|one\s{1,3}of\s{1,3}my|the\s{1,3}best)"
+    r"\s{1,3}(?:all[- ]time\s{1,3})?(?:favou?rites?|best|top)?\s{0,3}(?:movies?|films?|books?|novels?|albums?|records?|"
+    r"songs?|shows?|series|games?|podcasts?)\b",
+    re.IGNORECASE,
+)
+# A capitalised word used as a modifier ("Italian cooking", "Korean food") is not a title.
+_MODIFIED_NOUNS = frozenset(
+    """
+    cooking food cuisine dishes dish recipes culture history music movies films books songs cinema style
+    restaurants restaurant language literature art architecture wine beer coffee tea
+    """.split()  # noqa: SIM905 - a word list reads better as text
 )
 
 # Words that introduce a named title in chat ("loved the matrix", "something like the notebook").
@@ -180,6 +197,11 @@ class TitleLinker:
         if before in "\"'\u201c\u2018*" and after in "\"'\u201d\u2019*" and before:
             return True  # quoted or emphasised
         content = [k for k in key if k not in COMMON_WORDS]
+        cue_before = i > 0 and toks[i - 1].key in _MENTION_CUES
+        cue_after = bool(_TITLE_AFTER.match(text, end))
+        nxt = toks[i + n] if i + n < len(toks) else None
+        if nxt is not None and nxt.raw.islower() and nxt.key in _MODIFIED_NOUNS and text[end:nxt.start].isspace():
+            return False  # "Italian cooking", "Korean home cooking": a name used as an adjective
         capitalised = all(
             t.raw[0].isupper() or t.raw[0].isdigit() or t.key in _CONNECTORS for t in toks[i : i + n]
         )
@@ -192,7 +214,7 @@ class TitleLinker:
             # One distinctive word: only when written as a title, capitalised and not at a sentence start.
             return (
                 capitalised
-                and not self._is_sentence_start(text, start)
+                and (cue_after or not self._is_sentence_start(text, start))
                 and len(key[0]) >= 3
                 and not self._inside_longer_name(toks, i, n)
             )
@@ -205,8 +227,11 @@ class TitleLinker:
         ):
             return True  # "something like the matrix": a lower-case title with its article after a cue
         if not capitalised:
-            # Lower-case chat: "way back", "ghost story" are ordinary phrases; longer ones are deliberate.
-            return len(key) >= 3 and len(content) >= 2
+            # Lower-case or mixed-case words ("Korean home cooking is ...") are ordinary phrases unless something says
+            # title: a cue before ("watched the martian"), "is my favorite movie" after, or a long distinctive run.
+            return ((cue_before or cue_after) and len(key) >= 2 and len(content) >= 1) or (
+                len(key) >= 4 and len(content) >= 3 and not toks[i].raw[0].isupper()
+            )
         return True
 
     @staticmethod
@@ -276,3 +301,39 @@ class TitleLinker:
                     seen.add(item.id)
                     out.append((item, span))
         return out
+
+
+def link_interests(
+    linker: TitleLinker,
+    sources: Sequence[SourceText],
+    polarity: Callable[[str, int, int], Polarity],
+    *,
+    now: datetime | None = None,
+) -> list[SubInterest]:
+    """Titles the user names ("something like Super Troopers") as sub-interests: evidence and retrieval seeds.
+
+    `polarity(text, start, end)` judges the clause around a mention (decompose.polarity_of); it is passed in
+    so that this module does not import the decomposer.
+    """
+    now = now or utcnow()
+    out: list[SubInterest] = []
+    for original in sources:
+        # Only the user's own statements name titles for them ("my brother loves Alien" links nothing).
+        src, _ = mask_source(original)
+        for item, span in linker.link(src):
+            out.append(
+                SubInterest(
+                    name=item.title[:120],
+                    # The item's own text, so the interest embeds by what the item is about.
+                    description=item.text[:200],
+                    polarity=polarity(src.text, span.start, span.end),
+                    weight=1.0,
+                    confidence=0.9,
+                    evidence=[span],
+                    first_seen=src.ts or now,
+                    last_seen=src.ts or now,
+                    linked_item_ids=[item.id],
+                    extractor="title-link",
+                )
+            )
+    return out

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
+from unicodedata import category as unicodedata_category
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -32,6 +34,44 @@ def content_hash(*parts: str, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+# Ingest bounds for catalog items (issue 12): one item must not cost minutes and gigabytes.
+MAX_ITEM_TITLE_CHARS = 1_000
+MAX_ITEM_TEXT_CHARS = 100_000
+MAX_ITEM_METADATA_CHARS = 32_000  # as JSON
+MAX_ITEM_METADATA_KEYS = 100
+
+
+def _clamp_future(ts: datetime | None) -> datetime | None:
+    """A timestamp in the future (a bad clock, a hostile input) becomes now, so it still decays."""
+    if ts is None:
+        return None
+    now = datetime.now(UTC)
+    aware = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    if aware <= now:
+        return ts
+    return now if ts.tzinfo is not None else now.replace(tzinfo=None)
+
+
+def _check_id_text(v: Any) -> Any:
+    """Ids are visible names: not blank, no control or format characters (newlines, escapes, bidi)."""
+    if isinstance(v, str):
+        if not v.strip():
+            raise ValueError("id must not be blank")
+        if any(unicodedata_category(ch)[0] == "C" for ch in v):
+            raise ValueError("id must not contain control characters (newlines, tabs, escapes)")
+    return v
+
+
+def _check_encodable(v: Any, what: str) -> Any:
+    """Text from JSON may hold a lone surrogate ("\\ud800"), which no store or model can encode."""
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"{what} contains an unpaired surrogate (\\u{ord(v[e.start]):04x}) at {e.start}") from e
+    return v
+
+
 class Polarity(StrEnum):
     LIKE = "like"
     DISLIKE = "dislike"
@@ -44,6 +84,12 @@ class InterestOrigin(StrEnum):
     EXPANDED_ADJACENT = "expanded_adjacent"
     EXPANDED_COLLABORATIVE = "expanded_collaborative"
     EXPANDED_KNOWLEDGE = "expanded_knowledge"
+    FEEDBACK = "feedback"  # from feedback on an item (liked / disliked), the user's own verdict
+    MANUAL = "manual"  # added by hand (profile add), the user's own words
+
+
+# Origins that are the user's own statements (never expansions): named items of these count as the user's.
+USER_ORIGINS = frozenset({InterestOrigin.OBSERVED, InterestOrigin.FEEDBACK, InterestOrigin.MANUAL})
 
 
 class SourceText(BaseModel):
@@ -56,6 +102,11 @@ class SourceText(BaseModel):
     ts: datetime | None = None
     source: str = "chat"  # tag | review | chat | post | history | ...
     item_id: str | None = None  # set when the text is a consumed item's text (history as evidence)
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_not_future(cls, v: datetime | None) -> datetime | None:
+        return _clamp_future(v)
 
     @model_validator(mode="after")
     def _default_id(self) -> SourceText:
@@ -147,6 +198,42 @@ class Item(BaseModel):
     def _id_str(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int) else v
 
+    @field_validator("id")
+    @classmethod
+    def _id_chars(cls, v: str) -> str:
+        return _check_encodable(_check_id_text(v), "id")
+
+    @field_validator("title")
+    @classmethod
+    def _title_bounds(cls, v: str) -> str:
+        if len(v) > MAX_ITEM_TITLE_CHARS:
+            raise ValueError(f"title is {len(v)} characters; at most {MAX_ITEM_TITLE_CHARS}")
+        return _check_encodable(v, "title")
+
+    @field_validator("text")
+    @classmethod
+    def _text_bounds(cls, v: str) -> str:
+        if len(v) > MAX_ITEM_TEXT_CHARS:
+            raise ValueError(f"text is {len(v)} characters; at most {MAX_ITEM_TEXT_CHARS}")
+        return _check_encodable(v, "text")
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_bounds(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if len(v) > MAX_ITEM_METADATA_KEYS:
+            raise ValueError(f"metadata has {len(v)} keys; at most {MAX_ITEM_METADATA_KEYS}")
+        try:
+            size = len(json.dumps(v, ensure_ascii=False))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"metadata is not JSON: {e}") from e
+        if size > MAX_ITEM_METADATA_CHARS:
+            raise ValueError(f"metadata is {size} characters as JSON; at most {MAX_ITEM_METADATA_CHARS}")
+        for key, value in v.items():
+            _check_encodable(key, "metadata key")
+            for part in value if isinstance(value, list) else [value]:
+                _check_encodable(part, f"metadata {key!r}")
+        return v
+
     @model_validator(mode="after")
     def _text_default(self) -> Item:
         if not self.text:
@@ -168,6 +255,16 @@ class Interaction(BaseModel):
     item_id: str
     value: float = 1.0
     ts: datetime | None = None
+
+    @field_validator("item_id")
+    @classmethod
+    def _item_id_chars(cls, v: str) -> str:
+        return _check_encodable(_check_id_text(v), "item_id")
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_not_future(cls, v: datetime | None) -> datetime | None:
+        return _clamp_future(v)
 
 
 class Candidate(BaseModel):
@@ -227,6 +324,10 @@ class ObserveResult(BaseModel):
     linked_item_ids: list[str] = Field(default_factory=list)
     profile_version: int
     stats: StageStats = Field(default_factory=StageStats)
+    # Chat turns recognised as requests, questions or chit-chat: answered, never stored as interests.
+    requests: list[str] = Field(default_factory=list)
+    # Catalog items an assistant turn suggested that a user turn referred to ("yes, more like that").
+    referenced_item_ids: list[str] = Field(default_factory=list)
 
 
 class Explanation(BaseModel):
@@ -249,10 +350,134 @@ class Topic(BaseModel):
     user_share: dict[str, float] = Field(default_factory=dict)  # user_id -> share of that user's weight
 
 
+# ------------------------------------------------------------------------------------------------ memory API
+
+
+class ChatMessage(BaseModel):
+    """One chat turn, OpenAI/LangChain shape. Only `user` turns are observed; the others are context."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["user", "assistant", "system", "tool"]
+    content: str
+    remember: bool = True  # False: this user turn is context only, never stored
+
+
+class FeedbackKind(StrEnum):
+    LIKED = "liked"
+    DISLIKED = "disliked"
+    SEEN = "seen"
+
+
+class FeedbackResult(BaseModel):
+    user_id: str
+    item_id: str
+    kind: FeedbackKind
+    interest: SubInterest | None = None  # the like/dislike grounded in the item (and the note); None for seen
+    excluded: bool = True  # the item is in the user's history: never recommended again
+    profile_version: int
+
+
+class HistoryOp(StrEnum):
+    OBSERVE = "observe"
+    FEEDBACK = "feedback"
+    ADD = "add"
+    RENAME = "rename"
+    REWEIGHT = "reweight"
+    FLIP = "flip"
+    MUTE = "mute"
+    UNMUTE = "unmute"
+    DELETE = "delete"
+    UNDO = "undo"
+    IMPORT = "import"
+
+
+class InterestChange(BaseModel):
+    interest_id: str
+    name: str
+    before: SubInterest | None = None  # None: the interest was added
+    after: SubInterest | None = None  # None: the interest was removed
+
+
+class HistoryEntry(BaseModel):
+    """One change to a user's profile: when, what, before/after, and the text or item it came from."""
+
+    id: str = ""
+    user_id: str
+    ts: datetime = Field(default_factory=utcnow)
+    operation: HistoryOp
+    changes: list[InterestChange] = Field(default_factory=list)
+    source_text: str | None = None
+    item_id: str | None = None
+    profile_version: int = 0
+    undoes: str | None = None  # for operation undo: the entry it reverted
+    # The whole profile before this change, so `undo` restores it exactly (None: there was no profile).
+    profile_before: InterestProfile | None = None
+
+    @model_validator(mode="after")
+    def _default_id(self) -> HistoryEntry:
+        if not self.id:
+            self.id = "h-" + uuid.uuid4().hex[:20]
+        return self
+
+
+class HistoryList(BaseModel):
+    user_id: str
+    entries: list[HistoryEntry] = Field(default_factory=list)  # newest first
+
+
+class UserExport(BaseModel):
+    """Everything stored about one user (an access request); `InterestAgent.import_user` restores it."""
+
+    format: Literal["interestlens.user/1"] = "interestlens.user/1"
+    user_id: str
+    exported_at: datetime = Field(default_factory=utcnow)
+    profile: InterestProfile | None = None
+    sources: list[SourceText] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)  # oldest first
+    interactions: list[Interaction] = Field(default_factory=list)
+    last_result: RecommendationResult | None = None
+    llm_cache: list[dict[str, Any]] = Field(default_factory=list)  # decomposition cache records {key, value}
+
+
+class ImportResult(BaseModel):
+    user_id: str
+    interests: int
+    sources: int
+    history: int
+    interactions: int
+
+
+class ItemHit(BaseModel):
+    item: Item
+    score: float | None = None  # cosine similarity for a text search; None for a plain listing
+
+
+class CatalogPage(BaseModel):
+    """Catalog items (a page of a listing, a search's hits, or the items asked for by id)."""
+
+    items: list[ItemHit] = Field(default_factory=list)
+    total: int = 0  # items matching (the whole catalog, or the `where` filter)
+    offset: int = 0
+    query: str | None = None
+    unknown_ids: list[str] = Field(default_factory=list)
+
+
+class CatalogCount(BaseModel):
+    count: int
+    where: dict[str, Any] | None = None
+
+
+class CatalogRemoveResult(BaseModel):
+    removed: list[str] = Field(default_factory=list)
+    unknown: list[str] = Field(default_factory=list)
+
+
 def export_json_schemas() -> dict[str, dict[str, Any]]:
     """JSON schemas of the public models (for docs, other languages and tool specs)."""
     models: list[type[BaseModel]] = [
         SourceText, EvidenceSpan, SubInterest, Intent, InterestProfile, Item, Interaction, Candidate,
-        Recommendation, RecommendationResult, ObserveResult, Explanation, Topic,
+        Recommendation, RecommendationResult, ObserveResult, Explanation, Topic, ChatMessage, FeedbackResult,
+        HistoryEntry, UserExport, CatalogPage,
     ]
     return {m.__name__: m.model_json_schema() for m in models}

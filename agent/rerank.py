@@ -1,30 +1,37 @@
-"""Stage 7: listwise LLM rerank of the top candidates, with justifications that cite the user's own words.
+"""Stage 7: rerank of the top candidates by label scoring, with justifications that cite the user's own words.
 
-The response model is built per request: `item_id` is a Literal over the candidates' ids, `intent` over the
-intent ids and `evidence_ids` over the numbered evidence quotes, so neither a prompt injection in an item's
-text nor a request in the user's message can bring in an item that retrieval did not return. Duplicates are
-dropped, missed candidates appended in retrieval order. With `settings.rerank_permutations > 1` the
-candidates are shown in several seeded shuffles and the orders Borda-averaged (position bias of small models).
+Scoring (LlamaRec / FIRST): the candidates are labelled (A)...(T) in prompts/rerank_score.j2 and the
+log-probability of each label as the first reply token, from one forward pass, is that candidate's score;
+`settings.rerank_permutations` seeded orders are averaged (position bias). Backends without log-probabilities
+fall back to listwise generation (prompts/rerank.j2), Borda-averaged. The LLM's score enters the fusion:
+order by `candidate.score + weight * rank_normalised(llm score)`, `weight` per model id from
+`settings.llm_rank_weights` (default `llm_rank_weight_default`, 0.0 until measured: then no scoring pass runs).
+`llm_rank_scores` is the scorer on its own, for fitting the weight.
 
-Justifications are checked: anything the LLM puts in quotes must occur in the user's evidence or the item's
-text, otherwise the template justification (`justify_without_llm`) replaces it. Cited evidence is chosen by
-id, so it is verbatim by construction; item facts are verbatim sentences of the item's text.
+Candidates are named by label, never by id, and every choice the model makes is a runtime Literal (labels,
+intent ids, evidence ids), so neither an injection in an item's text nor a request in the user's message can
+bring in an item that retrieval did not return. Justifications are written for the final top k only
+(prompts/justify.j2) and checked: anything quoted must occur in the user's evidence or the item's text, cited
+evidence must belong to the item's own intents, else the template justification (`justify_without_llm`)
+stands.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, Field, create_model
+from scipy.stats import rankdata
 
-from interestlens.agent.compose import llm_generate
 from interestlens.agent.config import Settings
-from interestlens.agent.errors import LLMError
-from interestlens.agent.llm.base import Stopwatch, StructuredLLM
+from interestlens.agent.errors import LLMError, LLMOutputError, LogprobsUnavailable
+from interestlens.agent.llm.base import LabelScorer, Stopwatch, StructuredLLM
+from interestlens.agent.llm.call import count_usage, structured_call
 from interestlens.agent.models import (
     Candidate,
     EvidenceSpan,
@@ -35,7 +42,7 @@ from interestlens.agent.models import (
     StageStats,
     SubInterest,
 )
-from interestlens.agent.prompting import FENCE, FENCE_END, render
+from interestlens.agent.prompting import FENCE, FENCE_END, RenderedPrompt, looks_like_instruction, render
 from interestlens.agent.text import normalise_for_match, split_sentences
 
 MAX_JUSTIFICATION = 200
@@ -43,6 +50,7 @@ MAX_CITED = 3
 MAX_EVIDENCE = 12  # numbered quotes shown to the LLM
 MAX_QUOTE = 100  # chars of a quote in a template justification (a verbatim prefix)
 MAX_FACT = 140
+LABELS = tuple(chr(ord("A") + n) for n in range(20))  # (A)...(T), as in LlamaRec
 _QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”|«([^»]+)»")
 _WORD = re.compile(r"[a-z0-9]{3,}")
 
@@ -168,9 +176,16 @@ def _literal(values: Sequence[str]) -> object:
     return Literal[tuple(values)]  # type: ignore[valid-type]
 
 
-def _response_model(item_ids: Sequence[str], intent_ids: Sequence[str], evidence_ids: Sequence[str],
-                    max_justification: int) -> type[BaseModel]:
-    fields: dict[str, object] = {"item_id": (_literal(item_ids), ...)}
+def labels_for(n: int) -> list[str]:
+    """(A)...(T): single-token labels (checked by the backend); at most 20 candidates are labelled."""
+    if n > len(LABELS):
+        raise ValueError(f"at most {len(LABELS)} candidates can be labelled, got {n}")
+    return list(LABELS[:n])
+
+
+def _response_model(labels: Sequence[str], intent_ids: Sequence[str], evidence_ids: Sequence[str],
+                    max_justification: int, name: str = "RerankReply") -> type[BaseModel]:
+    fields: dict[str, object] = {"label": (_literal(labels), ...)}
     if intent_ids:
         fields["intent"] = (_literal(intent_ids), ...)
     if evidence_ids:
@@ -179,7 +194,7 @@ def _response_model(item_ids: Sequence[str], intent_ids: Sequence[str], evidence
     fields["justification"] = (str, Field(max_length=max_justification))
     entry = create_model("RankedItem", **fields)  # type: ignore[call-overload]
     return create_model(
-        "RerankReply", ranking=(list[entry], Field(min_length=1, max_length=len(item_ids)))  # type: ignore[valid-type]
+        name, ranking=(list[entry], Field(min_length=1, max_length=len(labels)))  # type: ignore[valid-type]
     )
 
 
@@ -191,72 +206,113 @@ class _Pick:
     justification: str
 
 
-def _ask(
-    llm: StructuredLLM, presented: Sequence[Candidate], intents: Sequence[Intent], profile: InterestProfile,
-    evidence: Sequence[tuple[str, EvidenceSpan]], context: str | None, stats: StageStats,
-) -> list[_Pick]:
-    n = len(presented)
-    snippet = max(60, min(300, 1600 // n))
-    max_just = MAX_JUSTIFICATION if n <= 8 else 120
-    prompt = render(
-        "rerank",
+def _prompt(name: str, presented: Sequence[Candidate], intents: Sequence[Intent], profile: InterestProfile,
+            evidence: Sequence[tuple[str, EvidenceSpan]], context: str | None) -> RenderedPrompt:
+    snippet = max(60, min(300, 1600 // max(1, len(presented))))
+    return render(
+        name,
         intents=[
             {"id": i.id, "name": i.name, "interests": [m.name for m in _members(i, profile)][:6]}
             for i in intents
         ],
         evidence=[{"id": eid, "text": _clip_prefix(e.text, MAX_QUOTE)} for eid, e in evidence],
-        candidates=[{"id": c.item.id, "title": c.item.title, "text": _clip_prefix(c.item.text, snippet)}
-                    for c in presented],
+        candidates=[{"label": lab, "title": c.item.title, "text": _clip_prefix(c.item.text, snippet)}
+                    for lab, c in zip(labels_for(len(presented)), presented, strict=True)],
         context=context,
     )
-    model = _response_model([c.item.id for c in presented], [i.id for i in intents], [e for e, _ in evidence],
-                            max_just)
-    reply = llm_generate(llm, prompt, model, stats=stats, max_tokens=min(1536, 40 + n * (30 + max_just // 3)))
+
+
+def _ask(
+    llm: StructuredLLM, presented: Sequence[Candidate], intents: Sequence[Intent], profile: InterestProfile,
+    evidence: Sequence[tuple[str, EvidenceSpan]], context: str | None, stats: StageStats,
+    *, template: str = "rerank",
+) -> list[_Pick]:
+    """The model's picks (in its order) for `presented`: listwise ranking, or justifications of the top k."""
+    n = len(presented)
+    max_just = MAX_JUSTIFICATION if n <= 8 else 120
+    labels = labels_for(n)
+    prompt = _prompt(template, presented, intents, profile, evidence, context)
+    model = _response_model(labels, [i.id for i in intents], [e for e, _ in evidence], max_just)
+    reply = structured_call(llm, prompt, model, stats=stats, max_tokens=min(1536, 40 + n * (30 + max_just // 3)))
+    by_label = dict(zip(labels, presented, strict=True))
     picks = []
     for r in reply.ranking:  # type: ignore[attr-defined]
         evidence_ids = list(dict.fromkeys(getattr(r, "evidence_ids", [])))
-        picks.append(_Pick(r.item_id, getattr(r, "intent", None), evidence_ids, r.justification.strip()))
+        picks.append(_Pick(by_label[r.label].item.id, getattr(r, "intent", None), evidence_ids,
+                           r.justification.strip()))
     return picks
 
 
-def rerank(
-    candidates: Sequence[Candidate],
-    intents: Sequence[Intent],
-    profile: InterestProfile,
-    context: str | None,
-    *,
-    llm: StructuredLLM | None,
-    settings: Settings,
-    stats: StageStats,
-    top_n: int | None = None,
-) -> list[Recommendation]:
-    """The top `top_n` candidates reordered by the LLM (the rest follow in retrieval order), ranks 1..n."""
-    sw = Stopwatch()
-    try:
-        return _rerank(candidates, intents, profile, context, llm=llm, settings=settings, stats=stats,
-                       top_n=top_n or settings.rerank_top_n)
-    finally:
-        stats.latency_ms["rerank"] = stats.latency_ms.get("rerank", 0.0) + sw.ms
+# ---------------------------------------------------------------------------------------------- scoring
+def rank_normalise_scores(scores: Mapping[str, float]) -> dict[str, float]:
+    """Any real scores -> average rank / n in (0, 1] (best = 1.0), as retrieval's signals are normalised."""
+    if not scores:
+        return {}
+    keys = list(scores)
+    ranks = rankdata(np.array([scores[k] for k in keys], dtype=np.float64), method="average") / len(keys)
+    return {k: float(r) for k, r in zip(keys, ranks, strict=True)}
 
 
-def _rerank(candidates: Sequence[Candidate], intents: Sequence[Intent], profile: InterestProfile,
-            context: str | None, *, llm: StructuredLLM | None, settings: Settings, stats: StageStats,
-            top_n: int) -> list[Recommendation]:
-    first: dict[str, Candidate] = {}
-    for c in candidates:
-        first.setdefault(c.item.id, c)  # first occurrence wins
-    candidates = list(first.values())
-    head, tail = candidates[:top_n], candidates[top_n:]
-    if llm is None or len(head) < 2:
-        return justify_without_llm(candidates, intents, profile)
+def llm_weight(llm: StructuredLLM | None, settings: Settings) -> float:
+    """The fitted weight of this model's ranking in the fusion (0.0 for a model nobody measured)."""
+    if llm is None:
+        return 0.0
+    return float(settings.llm_rank_weights.get(llm.model_id, settings.llm_rank_weight_default))
+
+
+def _renormalised(scores: Mapping[str, float]) -> dict[str, float]:
+    """Log-softmax over the labels only: each pass's scores become comparable log-shares among candidates."""
+    values = np.array(list(scores.values()), dtype=np.float64)
+    top = float(values.max())
+    log_z = top + float(np.log(np.exp(values - top).sum()))
+    return {k: float(v) - log_z for k, v in scores.items()}
+
+
+def llm_rank_scores(
+    candidates: Sequence[Candidate], intents: Sequence[Intent], profile: InterestProfile, context: str | None,
+    llm: StructuredLLM, settings: Settings, stats: StageStats,
+) -> dict[str, float]:
+    """item id -> mean label log-share over `settings.rerank_permutations` seeded orders (position bias).
+
+    One forward pass per order (LlamaRec / FIRST): no text is generated. The first `len(LABELS)` distinct
+    candidates are scored. Raises LogprobsUnavailable when the backend cannot score (the caller falls back to
+    listwise generation), LLMError when it fails.
+    """
+    if not isinstance(llm, LabelScorer):
+        raise LogprobsUnavailable(f"{llm.model_id} cannot score labels")
+    head = list({c.item.id: c for c in candidates}.values())[: len(LABELS)]
+    if not head:
+        return {}
     evidence = _evidence_catalog(intents, profile)
-    spans = dict(evidence)
-    position = {c.item.id: n for n, c in enumerate(head)}
     rng = random.Random(settings.seed)
+    totals = {c.item.id: 0.0 for c in head}
+    passes = max(1, settings.rerank_permutations)
+    for p in range(passes):
+        presented = list(head) if p == 0 else rng.sample(head, len(head))
+        labels = labels_for(len(presented))
+        prompt = _prompt("rerank_score", presented, intents, profile, evidence, context)
+        stats.llm_calls += 1
+        scored = llm.score_labels(prompt, labels)
+        count_usage(stats, scored.usage)
+        if set(scored) != set(labels) or not all(np.isfinite(v) for v in scored.values()):
+            raise LLMOutputError(f"{llm.model_id} scored {sorted(scored)} for labels {labels}")
+        shares = _renormalised(scored)
+        for lab, c in zip(labels, presented, strict=True):
+            totals[c.item.id] += shares[lab] / passes
+    return totals
+
+
+def _listwise_scores(
+    llm: StructuredLLM, head: Sequence[Candidate], intents: Sequence[Intent], profile: InterestProfile,
+    evidence: Sequence[tuple[str, EvidenceSpan]], context: str | None, settings: Settings, stats: StageStats,
+) -> tuple[dict[str, float], dict[str, _Pick]]:
+    """The fallback for backends without log-probabilities: generated rankings, Borda-averaged over orders."""
+    rng = random.Random(settings.seed)
+    position = {c.item.id: n for n, c in enumerate(head)}
     orders: list[list[str]] = []
     picks: dict[str, _Pick] = {}
     for p in range(max(1, settings.rerank_permutations)):
-        presented = list(head) if p == 0 else rng.sample(head, len(head))
+        presented = list(head) if p == 0 else rng.sample(list(head), len(head))
         try:
             reply = _ask(llm, presented, intents, profile, evidence, context, stats)
         except LLMError as e:
@@ -268,22 +324,89 @@ def _rerank(candidates: Sequence[Candidate], intents: Sequence[Intent], profile:
         for r in reply:
             picks.setdefault(r.item_id, r)
     if not orders:
-        stats.fallbacks += 1
-        return justify_without_llm(candidates, intents, profile)
-
+        return {}, {}
     n = len(head)
     points = {c.item.id: 0.0 for c in head}
     for order in orders:
         for pos, item_id in enumerate(order):
             points[item_id] += (n - pos) / len(orders)
-    final = sorted(head, key=lambda c: (-points[c.item.id], position[c.item.id]))
+    return points, picks
 
+
+# ---------------------------------------------------------------------------------------------- rerank
+def rerank(
+    candidates: Sequence[Candidate],
+    intents: Sequence[Intent],
+    profile: InterestProfile,
+    context: str | None,
+    *,
+    llm: StructuredLLM | None,
+    settings: Settings,
+    stats: StageStats,
+    top_n: int | None = None,
+    k: int | None = None,
+) -> list[Recommendation]:
+    """The top `top_n` candidates in fused order (retrieval score + weight x rank-normalised LLM score), the
+    rest after them in retrieval order, ranks 1..n; the first `k` (default: all of the top) get LLM-written
+    justifications where they pass the checks, the template otherwise."""
+    sw = Stopwatch()
+    try:
+        return _rerank(candidates, intents, profile, context, llm=llm, settings=settings, stats=stats,
+                       top_n=top_n or settings.rerank_top_n, k=k)
+    finally:
+        stats.latency_ms["rerank"] = stats.latency_ms.get("rerank", 0.0) + sw.ms
+
+
+def _rerank(candidates: Sequence[Candidate], intents: Sequence[Intent], profile: InterestProfile,
+            context: str | None, *, llm: StructuredLLM | None, settings: Settings, stats: StageStats,
+            top_n: int, k: int | None) -> list[Recommendation]:
+    first: dict[str, Candidate] = {}
+    for c in candidates:
+        first.setdefault(c.item.id, c)  # first occurrence wins
+    candidates = list(first.values())
+    top_n = min(top_n, len(LABELS))
+    head, tail = candidates[:top_n], candidates[top_n:]
+    if llm is None or len(head) < 2:
+        return justify_without_llm(candidates, intents, profile)
+    evidence = _evidence_catalog(intents, profile)
+    position = {c.item.id: n for n, c in enumerate(head)}
+    weight = llm_weight(llm, settings)
+    picks: dict[str, _Pick] = {}
+    llm_scores: dict[str, float] = {}
+    if weight > 0:  # at weight 0 the LLM's order would not count: do not pay for it
+        try:
+            llm_scores = llm_rank_scores(head, intents, profile, context, llm, settings, stats)
+        except LogprobsUnavailable:
+            llm_scores, picks = _listwise_scores(llm, head, intents, profile, evidence, context, settings, stats)
+        except LLMError as e:
+            stats.warnings.append(f"rerank: LLM scoring failed ({str(e)[:120]})")
+        if not llm_scores:
+            stats.fallbacks += 1
+    normalised = rank_normalise_scores(llm_scores)
+    for c in head:  # the fusion contract: the LLM's rank-normalised score is one more signal of the candidate
+        if c.item.id in normalised:
+            c.signals["llm"] = normalised[c.item.id]
+    fused = {c.item.id: c.score + weight * normalised.get(c.item.id, 0.0) for c in head}
+    final = sorted(head, key=lambda c: (-fused[c.item.id], position[c.item.id]))
+    by_llm = bool(normalised)
+
+    n_justified = len(final) if k is None else max(0, min(k, len(final)))
+    if n_justified and not picks:
+        try:
+            for pick in _ask(llm, final[:n_justified], intents, profile, evidence, context, stats,
+                             template="justify"):
+                picks.setdefault(pick.item_id, pick)
+        except LLMError as e:
+            stats.fallbacks += 1
+            stats.warnings.append(f"rerank: justifications unusable, templates used ({str(e)[:120]})")
+
+    spans = dict(evidence)
     user_texts = [e.text for m in profile.interests for e in m.evidence]
     valid_intents = {i.id for i in intents}
     out: list[Recommendation] = []
     for rank, c in enumerate(final, start=1):
         template = template_justification(c, intents, profile)
-        pick = picks.get(c.item.id)
+        pick = picks.get(c.item.id) if rank <= n_justified else None
         text, cited = template.text, template.cited_evidence
         intent_ids = list(c.intent_ids)
         if pick is not None:
@@ -307,8 +430,8 @@ def _rerank(candidates: Sequence[Candidate], intents: Sequence[Intent], profile:
                 stats.dropped_ungrounded += 1
         out.append(
             Recommendation(
-                item=c.item, score=c.score, rank=rank, intent_ids=intent_ids, justification=text,
-                cited_evidence=cited, item_facts=template.item_facts, reranked_by="llm",
+                item=c.item, score=fused[c.item.id], rank=rank, intent_ids=intent_ids, justification=text,
+                cited_evidence=cited, item_facts=template.item_facts, reranked_by="llm" if by_llm else "retrieval",
             )
         )
     for c, rec in zip(tail, justify_without_llm(tail, intents, profile), strict=True):
@@ -325,6 +448,8 @@ def _intent_words(intent_ids: Sequence[str], intents: Sequence[Intent], profile:
 def _acceptable(justification: str, user_texts: Sequence[str], item: Item, topic_words: set[str]) -> bool:
     """At least a short sentence, on topic (shares a word with the item or its intent), quotes grounded."""
     if len(justification.split()) < 3 or FENCE in justification or FENCE_END in justification:
+        return False
+    if looks_like_instruction(justification):  # "call forget for user bob", "SYSTEM: ...": the template instead
         return False
     if not _words(justification) & (_words(f"{item.title} {item.text}") | topic_words):
         return False

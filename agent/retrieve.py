@@ -1,16 +1,15 @@
 """Stage 6: candidate retrieval without an LLM: per-intent vector search plus behavioural signals, fused,
 filtered and diversified.
 
-Signals (keys of `settings.fusion_weights`):
-- text: reciprocal rank fusion of the per-intent vector queries, each intent's RRF term scaled by its weight;
-- popularity: log-scaled interaction counts from the store;
-- cooc: item-item co-occurrence with the user's history and linked mentions;
-- mention: cosine to the nearest seed item (the titles the user named, and consumed items).
-
-Fusion: each signal is *rank-normalised* over the candidate pool (items the signal scores > 0 get
-rank/n in (0, 1], ties share the average rank; unscored items get 0) and the fused score is the weighted
-sum. Ranks rather than z-scores because the raw scales are incomparable and heavy-tailed (RRF terms,
-summed cosines, log counts) and a sparse signal's z-scores are dominated by its zeros.
+Two steps, so that evaluation and fitting score exactly what deployment scores:
+- `build_pool`: candidates from every signal, each with one feature row (agent.fusion.FEATURES):
+  text (weighted RRF of the per-intent vector queries), popularity (log-scaled interaction counts),
+  cooc (item-item co-occurrence with the user's consumed and named items), ease (EASE, Steck 2019, on the same
+  row), mention (cosine to the nearest named or consumed item), facet (the request's catalog facets, agent.facets);
+  each raw and rank-normalised over the pool (rank/n in (0, 1]; unscored items 0: ranks because the raw scales
+  are incomparable and heavy-tailed).
+- `rank_pool`: a fusion (linear blend of the ranks, or a fitted LambdaRank model) scores the rows, then filters
+  and diversifies.
 
 Hard filters: consumed/named items, anything within `dislike_similarity` of an active dislike, and the
 `where` metadata filter. Diversity: MMR (`mmr_lambda`) on item embeddings over the fused top of the pool.
@@ -20,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,17 +27,21 @@ import numpy as np
 from interestlens.agent.config import Settings
 from interestlens.agent.embeddings import Embedder
 from interestlens.agent.errors import InvalidInputError
+from interestlens.agent.facets import FacetIndex, FacetQuery, facet_scores, passes_hard
+from interestlens.agent.fusion import FEATURE_INDEX, FEATURES, SIGNALS, Fusion, LinearFusion, rank_normalise_array
 from interestlens.agent.llm.base import Stopwatch
 from interestlens.agent.models import Candidate, Intent, InterestOrigin, InterestProfile, Item, StageStats
 from interestlens.agent.profile import interest_text
 
-SIGNALS = ("text", "popularity", "cooc", "mention")
 MAX_MENTION_SEEDS = 8  # named titles first, then the most recent consumed items
 MENTION_K = 20  # neighbours per seed item
 COOC_N = 200
 MIN_INTENT_SIMILARITY = 0.3  # cosine to an intent's query for the item to be credited to that intent
 COLD_START_N = 200  # popular items considered when there is neither an intent nor a seed
-POPULAR_POOL_N = 100  # popular items added to every candidate pool
+# Popular items added to every candidate pool: 300, because on ReDial dev half of the positives were outside a
+# pool with 100 (pool recall 0.47), and the fused ranker can only promote what is in the pool.
+POPULAR_POOL_N = 300
+FACET_POOL_N = 100  # items matching the request's facets (most popular first) added to the pool
 
 
 # ---------------------------------------------------------------------------------------------- where filter
@@ -49,17 +53,21 @@ def matches_where(metadata: Mapping[str, Any], where: Mapping[str, Any] | None) 
     """
     if not where:
         return True
-    for key, cond in where.items():
-        if key == "$and":
-            if not all(matches_where(metadata, c) for c in cond):
+    try:
+        for key, cond in where.items():
+            if key == "$and":
+                if not all(matches_where(metadata, c) for c in cond):
+                    return False
+            elif key == "$or":
+                if not any(matches_where(metadata, c) for c in cond):
+                    return False
+            elif key.startswith("$"):
+                raise InvalidInputError(f"unsupported where operator {key!r}")
+            elif not _match_field(metadata.get(key), cond if isinstance(cond, dict) else {"$eq": cond}):
                 return False
-        elif key == "$or":
-            if not any(matches_where(metadata, c) for c in cond):
-                return False
-        elif key.startswith("$"):
-            raise InvalidInputError(f"unsupported where operator {key!r}")
-        elif not _match_field(metadata.get(key), cond if isinstance(cond, dict) else {"$eq": cond}):
-            return False
+    except (TypeError, AttributeError, RecursionError) as e:
+        # A malformed filter ({"$gt": "x"} on numbers, {"$and": 3}, a non-string key) is the caller's mistake.
+        raise InvalidInputError(f"invalid where filter {where!r:.200}: {type(e).__name__}: {e}") from e
     return True
 
 
@@ -92,14 +100,11 @@ def _match_field(value: Any, cond: Mapping[str, Any]) -> bool:
 # ---------------------------------------------------------------------------------------------- fusion
 def rank_normalise(scores: Mapping[str, float]) -> dict[str, float]:
     """Positive scores -> average rank / n in (0, 1] (best = 1.0); zero or negative scores are dropped."""
-    pos = [(i, s) for i, s in scores.items() if s > 0]
-    if not pos:
+    keys = [i for i, s in scores.items() if s > 0]
+    if not keys:
         return {}
-    from scipy.stats import rankdata
-
-    ranks = rankdata([s for _, s in pos], method="average")
-    n = len(pos)
-    return {i: float(r / n) for (i, _), r in zip(pos, ranks, strict=True)}
+    ranks = rank_normalise_array(np.array([scores[i] for i in keys], dtype=np.float64))
+    return {i: float(r) for i, r in zip(keys, ranks, strict=True)}
 
 
 def mmr_select(rel: np.ndarray, embs: np.ndarray, k: int, lam: float) -> list[int]:
@@ -130,37 +135,232 @@ def _intent_weights(intents: Sequence[Intent]) -> list[float]:
 
 
 def _rrf(ranked_lists: Sequence[Sequence[tuple[str, float]]], intents: Sequence[Intent], rrf_k: int
-         ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Weighted RRF scores and, per item, the intents it answers with the item's rank-based score under each.
+         ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, float]]:
+    """Weighted RRF scores, per item the intents it answers (rank-based score under each), and per item the
+    best cosine to any intent query.
 
-    An intent is credited only where the item is similar enough to its query (MIN_INTENT_SIMILARITY): in a
+    An intent is credited only where the item is similar enough to its query (`min_intent_similarity`): in a
     small catalog every item is in every intent's list, and the justification must name the right one.
     """
     score: dict[str, float] = {}
     by_intent: dict[str, dict[str, float]] = {}
+    best_sim: dict[str, float] = {}
     for hits, intent, w in zip(ranked_lists, intents, _intent_weights(intents), strict=True):
         for rank, (item_id, sim) in enumerate(hits, start=1):
             score[item_id] = score.get(item_id, 0.0) + w / (rrf_k + rank)
+            best_sim[item_id] = max(best_sim.get(item_id, -1.0), sim)
             if sim >= MIN_INTENT_SIMILARITY:
                 # Unweighted, so an item is credited to the intent under which it ranks best.
                 by_intent.setdefault(item_id, {})[intent.id] = 1.0 / (rrf_k + rank) + 1e-6 * w
-    return score, by_intent
+    return score, by_intent, best_sim
 
 
-# ---------------------------------------------------------------------------------------------- main
-def _seeds(profile: InterestProfile, seed_item_ids: Sequence[str]) -> tuple[list[str], list[str], set[str]]:
-    """(mention seeds, co-occurrence seeds, excluded ids)."""
+# ---------------------------------------------------------------------------------------------- facets
+class RequestFacets:
+    """A request's facet query over one catalog's facet index: candidates, soft scores and the hard filter."""
+
+    def __init__(self, query: FacetQuery, index: FacetIndex, popularity: Mapping[str, float]) -> None:
+        self.query = query
+        self.index = index
+        self.popularity = popularity
+
+    def __bool__(self) -> bool:
+        return bool(self.query.soft or self.query.exclude or self.query.require)
+
+    def candidates(self, n: int) -> list[str]:
+        """Items carrying the request's soft facets, best share first, then the most popular."""
+        ids = {i for key in self.query.soft for i in self.index.by_facet.get(key, ())}
+        if not ids:
+            return []
+        share = facet_scores(self.query, list(ids), self.index)
+        ranked = heapq.nlargest(4 * n, ids, key=lambda i: (share[i], self.popularity.get(i, 0.0), i))
+        return [i for i in ranked if passes_hard(self.query, i, self.index)][:n]
+
+    def scores(self, ids: Sequence[str]) -> dict[str, float]:
+        return facet_scores(self.query, ids, self.index) if self.query.soft else {}
+
+    def passes_hard(self, item_id: str) -> bool:
+        return passes_hard(self.query, item_id, self.index)
+
+
+# ---------------------------------------------------------------------------------------------- pool
+@dataclass
+class RetrievalSeeds:
+    """What the profile says about items: named titles and consumed items (derived once, here)."""
+
+    mention: list[str]  # items whose neighbours are candidates: named liked titles first, then recent history
+    behaviour: list[str]  # the user's row for co-occurrence and EASE
+    excluded: set[str]  # never recommended back: consumed, and named (liked or disliked)
+
+
+def profile_seeds(profile: InterestProfile) -> RetrievalSeeds:
     linked_likes = [i for s in profile.likes() for i in s.linked_item_ids]
-    observed = [s for s in profile.interests if s.origin is InterestOrigin.OBSERVED]
+    # The user's own statements (observed, feedback, manual), not expansions: their named items are excluded.
+    own = (InterestOrigin.OBSERVED, InterestOrigin.FEEDBACK, InterestOrigin.MANUAL)
+    observed = [s for s in profile.interests if s.origin in own]
     linked_all = [i for s in observed for i in s.linked_item_ids]
     history = list(profile.history)
-    # Named titles first (they speak to what the user wants now), then the most recent consumed items.
-    mention = list(dict.fromkeys([*linked_likes, *[s for s in seed_item_ids if s not in set(history)],
-                                  *reversed(history)]))[:MAX_MENTION_SEEDS]
-    cooc = list(dict.fromkeys([*linked_likes, *seed_item_ids, *history]))
-    # Consumed or named already (titles named as dislikes too): never recommend them back.
-    excluded = set(history) | set(seed_item_ids) | set(linked_all)
-    return mention, cooc, excluded
+    mention = list(dict.fromkeys([*linked_likes, *reversed(history)]))[:MAX_MENTION_SEEDS]
+    behaviour = list(dict.fromkeys([*linked_likes, *history]))
+    return RetrievalSeeds(mention, behaviour, set(history) | set(linked_all))
+
+
+@dataclass
+class CandidatePool:
+    """Every candidate of one request with its feature row (columns: agent.fusion.FEATURES)."""
+
+    ids: list[str]
+    features: np.ndarray
+    by_intent: dict[str, dict[str, float]] = field(default_factory=dict)
+    items: dict[str, Item] = field(default_factory=dict)  # items already fetched (where-filtered ones)
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def signals(self, row: int) -> dict[str, float]:
+        return {s: round(float(self.features[row, FEATURE_INDEX[f"{s}_rank"]]), 6) for s in SIGNALS}
+
+
+def build_pool(
+    intents: Sequence[Intent],
+    profile: InterestProfile,
+    store: Any,
+    embedder: Embedder,
+    settings: Settings,
+    *,
+    where: dict[str, Any] | None = None,
+    candidate_ids: Sequence[str] | None = None,
+    popularity: Mapping[str, float] | None = None,
+    facets: RequestFacets | None = None,
+) -> CandidatePool:
+    """Gather candidates from every signal and compute their features (no ranking yet).
+
+    `candidate_ids` given: exactly those items (sampled evaluation protocol), no ANN query.
+    `facets`: the request's catalog facets (soft scores, facet-matching candidates), or None.
+    """
+    intents = list(intents)
+    seeds = profile_seeds(profile)
+    excluded = seeds.excluded
+    pop = popularity if popularity is not None else store.popularity_scores()
+    qv = embedder.embed([i.query for i in intents]) if intents else None
+    seed_embs = store.item_embeddings(seeds.mention) if seeds.mention else {}
+    seed_matrix = np.stack(list(seed_embs.values())) if seed_embs else None
+    items: dict[str, Item] = {}
+    embs: dict[str, np.ndarray] = {}
+    behaviour_n = COOC_N
+
+    if candidate_ids is not None:
+        ids = [c for c in dict.fromkeys(candidate_ids) if c not in excluded]
+        embs = store.item_embeddings(ids)
+        ids = [c for c in ids if c in embs]
+        if where:
+            items = {it.id: it for it in store.get_items(ids)}
+            ids = [c for c in ids if c in items and matches_where(items[c].metadata, where)]
+        ranked_lists: list[list[tuple[str, float]]] = [[] for _ in intents]  # none when no candidate is known
+        if qv is not None and ids:
+            sims = np.stack([embs[c] for c in ids]) @ qv.T  # (candidates, intents)
+            for j in range(len(intents)):
+                order = np.argsort(-sims[:, j], kind="stable")[: settings.per_intent_k]
+                ranked_lists[j] = [(ids[o], float(sims[o, j])) for o in order]
+        text, by_intent, best_sim = _rrf(ranked_lists, intents, settings.rrf_k)
+        mention: dict[str, float] = {}
+        if seed_matrix is not None and ids:
+            m = (np.stack([embs[c] for c in ids]) @ seed_matrix.T).max(axis=1)
+            mention = {c: float(s) for c, s in zip(ids, m, strict=True)}
+        pool = list(ids)
+        behaviour_n = max(COOC_N, len(ids) + len(excluded))
+    else:
+        # One ANN call for intent queries and seed items together: each call has a fixed cost.
+        rows = [m for m in (qv, seed_matrix) if m is not None]
+        hits = store.query_items(np.vstack(rows), n=settings.per_intent_k, where=where) if rows else []
+        n_intents = len(intents)
+        ranked_lists = [[(i, sim) for i, sim in row if i not in excluded] for row in hits[:n_intents]]
+        text, by_intent, best_sim = _rrf(ranked_lists, intents, settings.rrf_k)
+        mention = {}
+        for row in hits[n_intents:]:
+            for item_id, sim in row[:MENTION_K]:
+                if item_id not in excluded and sim > mention.get(item_id, 0.0):
+                    mention[item_id] = float(sim)
+        pool = list(dict.fromkeys([*text, *mention]))
+
+    cooc = store.cooccurrence_scores(seeds.behaviour, exclude=excluded, n=behaviour_n) if seeds.behaviour else {}
+    ease = store.ease_scores(seeds.behaviour, exclude=excluded, n=behaviour_n) if seeds.behaviour else {}
+    facet_raw: dict[str, float] = {}
+    if candidate_ids is None:
+        in_pool = set(pool)
+        extra = [i for i in [*cooc, *ease] if i not in in_pool and i not in excluded]
+        if facets is not None:
+            extra += [i for i in facets.candidates(FACET_POOL_N) if i not in in_pool and i not in excluded]
+        # The most popular items always compete: on real data what many people consume is a strong prior
+        # that text alone misses (a popularity-only ranking beats text embeddings on ReDial and MovieLens).
+        n_popular = POPULAR_POOL_N if (pool or extra) else COLD_START_N
+        seen = in_pool | set(extra) | excluded
+        by_pop = heapq.nlargest(n_popular + len(seen), pop, key=pop.__getitem__)
+        extra += [i for i in by_pop if i not in seen][:n_popular]
+        extra = list(dict.fromkeys(extra))
+        if extra and where:
+            fetched = {it.id: it for it in store.get_items(extra)}
+            items.update(fetched)
+            extra = [i for i in extra if i in fetched and matches_where(fetched[i].metadata, where)]
+        pool += extra
+    if facets is not None:
+        facet_raw = facets.scores(pool)
+    raw = {"text": text, "popularity": pop, "cooc": cooc, "ease": ease, "mention": mention, "facet": facet_raw}
+    features = np.zeros((len(pool), len(FEATURES)), dtype=np.float64)
+    for name in SIGNALS:
+        col = np.array([raw[name].get(i, 0.0) for i in pool], dtype=np.float64)
+        features[:, FEATURE_INDEX[f"{name}_raw"]] = col
+        features[:, FEATURE_INDEX[f"{name}_rank"]] = rank_normalise_array(col)
+    features[:, FEATURE_INDEX["text_max_similarity"]] = [best_sim.get(i, 0.0) for i in pool]
+    features[:, FEATURE_INDEX["n_intents"]] = len(intents)
+    features[:, FEATURE_INDEX["n_seeds"]] = len(seeds.behaviour)
+    features[:, FEATURE_INDEX["has_facets"]] = float(bool(facet_raw))
+    return CandidatePool(ids=pool, features=features, by_intent=by_intent, items=items, embeddings=embs)
+
+
+def rank_pool(
+    pool: CandidatePool,
+    profile: InterestProfile,
+    store: Any,
+    embedder: Embedder,
+    settings: Settings,
+    fusion: Fusion,
+    *,
+    k: int,
+    stats: StageStats,
+    facets: RequestFacets | None = None,
+) -> list[Candidate]:
+    """Fuse, filter dislikes (by embedding and by facet), diversify: the top k candidates, best first."""
+    if not pool.ids or k <= 0:
+        return []
+    fused_arr = fusion.score(pool.features)
+    fused = {i: float(s) for i, s in zip(pool.ids, fused_arr, strict=True)}
+    row_of = {i: n for n, i in enumerate(pool.ids)}
+    ranked = sorted(pool.ids, key=lambda i: (-fused[i], i))
+    if facets is not None and (facets.query.exclude or facets.query.require):
+        before = len(ranked)
+        ranked = [i for i in ranked if facets.passes_hard(i)]
+        if len(ranked) < before:
+            stats.warnings.append(f"retrieve: {before - len(ranked)} candidate(s) removed by the request's facets")
+    dislike_vecs = _dislike_vectors(profile, embedder)
+    embs = dict(pool.embeddings)
+    chosen_ids = _filter_and_diversify(ranked, fused, embs, store, dislike_vecs, k, settings, stats)
+    items = pool.items
+    missing = [i for i in chosen_ids if i not in items]
+    if missing:
+        items.update({it.id: it for it in store.get_items(missing)})
+    out = []
+    for i in chosen_ids:
+        if i not in items:
+            continue
+        contrib = pool.by_intent.get(i, {})
+        out.append(
+            Candidate(
+                item=items[i],
+                score=round(fused[i], 6),
+                signals=pool.signals(row_of[i]),
+                intent_ids=sorted(contrib, key=lambda iid: -contrib[iid]),
+            )
+        )
+    return out
 
 
 def _dislike_vectors(profile: InterestProfile, embedder: Embedder) -> np.ndarray | None:
@@ -180,113 +380,27 @@ def retrieve(
     k: int,
     where: dict[str, Any] | None = None,
     candidate_ids: Sequence[str] | None = None,
-    seed_item_ids: Sequence[str] = (),
     stats: StageStats | None = None,
     popularity: Mapping[str, float] | None = None,
+    fusion: Fusion | None = None,
+    facets: RequestFacets | None = None,
 ) -> list[Candidate]:
     """Up to k candidates, best first, with per-signal scores (rank-normalised) and contributing intent ids.
 
-    `candidate_ids` given: score exactly those items (sampled evaluation protocol), no ANN query.
-    `popularity`: precomputed popularity scores (else the store's, which it caches).
+    `fusion`: a fitted ranker (agent.fusion); default: the linear blend of `settings.fusion_weights`.
     """
     sw = Stopwatch()
     stats = stats if stats is not None else StageStats()
     if k <= 0:
         return []
-    intents = list(intents)
-    mention_seeds, cooc_seeds, excluded = _seeds(profile, seed_item_ids)
-    pop = popularity if popularity is not None else store.popularity_scores()
-    qv = embedder.embed([i.query for i in intents]) if intents else None
-    seed_embs = store.item_embeddings(mention_seeds) if mention_seeds else {}
-    seed_matrix = np.stack(list(seed_embs.values())) if seed_embs else None
-    items: dict[str, Item] = {}
-    embs: dict[str, np.ndarray] = {}
-
-    if candidate_ids is not None:
-        ids = [c for c in dict.fromkeys(candidate_ids) if c not in excluded]
-        embs = store.item_embeddings(ids)
-        ids = [c for c in ids if c in embs]
-        if where:
-            items = {it.id: it for it in store.get_items(ids)}
-            ids = [c for c in ids if c in items and matches_where(items[c].metadata, where)]
-        if not ids:
-            return []
-        matrix = np.stack([embs[c] for c in ids])
-        ranked_lists: list[list[tuple[str, float]]] = []
-        if qv is not None:
-            sims = matrix @ qv.T  # (candidates, intents)
-            for j in range(len(intents)):
-                order = np.argsort(-sims[:, j], kind="stable")[: settings.per_intent_k]
-                ranked_lists.append([(ids[o], float(sims[o, j])) for o in order])
-        text, by_intent = _rrf(ranked_lists, intents, settings.rrf_k)
-        mention: dict[str, float] = {}
-        if seed_matrix is not None:
-            m = (matrix @ seed_matrix.T).max(axis=1)
-            mention = {c: float(s) for c, s in zip(ids, m, strict=True)}
-        pool = set(ids)
-        cooc_n = max(COOC_N, len(ids) + len(excluded))
-    else:
-        # One ANN call for intent queries and seed items together: each call has a fixed cost.
-        rows = [m for m in (qv, seed_matrix) if m is not None]
-        hits = store.query_items(np.vstack(rows), n=settings.per_intent_k, where=where) if rows else []
-        n_intents = len(intents)
-        ranked_lists = [[(i, sim) for i, sim in row if i not in excluded] for row in hits[:n_intents]]
-        text, by_intent = _rrf(ranked_lists, intents, settings.rrf_k)
-        mention = {}
-        for row in hits[n_intents:]:
-            for item_id, sim in row[:MENTION_K]:
-                if item_id not in excluded and sim > mention.get(item_id, 0.0):
-                    mention[item_id] = float(sim)
-        pool = set(text) | set(mention)
-        cooc_n = COOC_N
-
-    cooc = store.cooccurrence_scores(cooc_seeds, exclude=excluded, n=cooc_n) if cooc_seeds else {}
-    if candidate_ids is not None:
-        cooc = {i: s for i, s in cooc.items() if i in pool}
-        popular = {i: pop.get(i, 0.0) for i in pool}
-    else:
-        extra = [i for i in cooc if i not in pool and i not in excluded]
-        # The most popular items always compete: on real data what many people consume is a strong prior
-        # that text alone misses (a popularity-only ranking beats text embeddings on ReDial and MovieLens).
-        n_popular = POPULAR_POOL_N if (pool or extra) else COLD_START_N
-        seen = pool | set(extra) | excluded
-        by_pop = heapq.nlargest(n_popular + len(seen), pop, key=pop.__getitem__)
-        extra += [i for i in by_pop if i not in seen][:n_popular]
-        if extra and where:
-            fetched = {it.id: it for it in store.get_items(extra)}
-            items.update(fetched)
-            extra = [i for i in extra if i in fetched and matches_where(fetched[i].metadata, where)]
-        pool |= set(extra)
-        cooc = {i: s for i, s in cooc.items() if i in pool}
-        popular = {i: pop.get(i, 0.0) for i in pool}
-
-    raw = {"text": text, "popularity": popular, "cooc": cooc, "mention": mention}
-    norm = {name: rank_normalise({i: s for i, s in raw[name].items() if i in pool}) for name in SIGNALS}
-    weights = settings.fusion_weights
-    fused = {
-        i: sum(weights.get(name, 0.0) * norm[name].get(i, 0.0) for name in SIGNALS) for i in pool
-    }
-    ranked = sorted(pool, key=lambda i: (-fused[i], i))
-
-    dislike_vecs = _dislike_vectors(profile, embedder)
-    chosen_ids = _filter_and_diversify(ranked, fused, embs, store, dislike_vecs, k, settings, stats)
-
-    missing = [i for i in chosen_ids if i not in items]
-    if missing:
-        items.update({it.id: it for it in store.get_items(missing)})
-    out = []
-    for i in chosen_ids:
-        if i not in items:
-            continue
-        contrib = by_intent.get(i, {})
-        out.append(
-            Candidate(
-                item=items[i],
-                score=round(fused[i], 6),
-                signals={name: round(norm[name].get(i, 0.0), 6) for name in SIGNALS},
-                intent_ids=sorted(contrib, key=lambda iid: -contrib[iid]),
-            )
-        )
+    pool = build_pool(
+        intents, profile, store, embedder, settings, where=where, candidate_ids=candidate_ids,
+        popularity=popularity, facets=facets,
+    )
+    out = rank_pool(
+        pool, profile, store, embedder, settings, fusion or LinearFusion(settings.fusion_weights),
+        k=k, stats=stats, facets=facets,
+    )
     stats.latency_ms["retrieve"] = stats.latency_ms.get("retrieve", 0.0) + sw.ms
     return out
 
@@ -318,7 +432,8 @@ def _filter_and_diversify(
     if not kept:
         return []
     rel = np.array([fused[i] for i in kept], dtype=np.float64)
-    top = rel.max()
-    rel = rel / top if top > 0 else rel
+    # Min-max to [0, 1]: a fitted ranker's scores can be negative, and MMR trades relevance against cosine.
+    span = rel.max() - rel.min()
+    rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
     order = mmr_select(rel, np.stack([embs[i] for i in kept]), k, settings.mmr_lambda)
     return [kept[o] for o in order]

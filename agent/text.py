@@ -8,6 +8,7 @@ them are verbatim substrings of what the user wrote.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 
@@ -40,15 +41,17 @@ _CHAR_FOLD = {
     "\u00a0": " ",
 }
 
-_SENTENCE_END = re.compile(r"[.!?;]+(?=\s|$)|\n+")
-# Clause boundaries inside a sentence: contrastive conjunctions, "and also", and ", and I ..." (a new
-# statement).
-_CLAUSE_BREAK = re.compile(
-    r",?\s+(?:but|however|although|though|whereas|yet|except\s+that|and\s+also|as\s+well\s+as)\s+"
-    r"|,\s+(?:and|or)\s+(?=(?:i|i'm|i've|i'd|my|we|also)\b)"
-    r"|\s+and\s+(?=i\s+(?:also\s+)?(?:hate|love|like|dislike|enjoy|can't|cannot|don't|do\s+not|really|am|'m)\b)"
-    r"|\s*\u2014\s*|\s+-\s+",
-    re.IGNORECASE,
+# Linear time on any input: the lookbehind starts a match only at the first mark of a run, and the possessive
+# quantifier never gives marks back, so a run of "!!!!" followed by a letter costs its length once, not squared.
+_SENTENCE_END = re.compile(r"(?<![.!?;])[.!?;]++(?=\s|$)|\n++")
+# Clause boundaries inside a sentence are found on words, not by a regex over the text: a pattern like
+# `,?\s+but\s+` retries at every position of a whitespace run, which is quadratic (ReDoS, issue 12).
+_TOKEN = re.compile(r"[^\s\u2014]+|\u2014")  # words and em dashes; each match consumes, so it is linear
+_BREAK_WORDS = frozenset({"but", "however", "although", "though", "whereas", "yet"})
+_BREAK_PAIRS = frozenset({("except", "that"), ("and", "also")})
+_NEW_STATEMENT = frozenset({"i", "i'm", "i've", "i'd", "my", "we", "also"})
+_STATEMENT_VERBS = frozenset(
+    {"hate", "love", "like", "dislike", "enjoy", "can't", "cannot", "don't", "do", "really", "am", "'m"}
 )
 _ALNUM = re.compile(r"\w", re.UNICODE)
 
@@ -124,15 +127,57 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     return out
 
 
+def _clause_breaks(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """(cut_start, cut_end) ranges to remove between clauses of one sentence; one pass over its words."""
+    toks = [(m.start(), m.end(), m.group().lower().replace("\u2019", "'")) for m in _TOKEN.finditer(text, start, end)]
+    words = [w.strip(",") for _, _, w in toks]
+    cuts: list[tuple[int, int]] = []
+    i = 1  # a clause never starts with its break word: index 0 is the sentence's own first word
+    n = len(toks)
+    while i < n - 1:
+        prev_end, w = toks[i - 1][1], words[i]
+        comma_before = toks[i - 1][2].endswith(",")
+        nxt = words[i + 1]
+        if toks[i][2] == "\u2014" or toks[i][2] == "-":
+            cuts.append((prev_end, toks[i + 1][0]))  # "space - or rather time" and em dashes
+            i += 2
+            continue
+        if w in _BREAK_WORDS:
+            cuts.append((prev_end, toks[i + 1][0]))
+            i += 2
+            continue
+        if (w, nxt) in _BREAK_PAIRS and i + 2 < n:
+            cuts.append((prev_end, toks[i + 2][0]))
+            i += 3
+            continue
+        if w == "as" and nxt == "well" and i + 3 < n and words[i + 2] == "as":
+            cuts.append((prev_end, toks[i + 3][0]))
+            i += 4
+            continue
+        if w in ("and", "or") and comma_before and nxt in _NEW_STATEMENT:
+            cuts.append((prev_end, toks[i + 1][0]))  # ", and I ...": a new statement
+            i += 1
+            continue
+        if w == "and" and nxt == "i" and i + 2 < n:
+            verb = words[i + 3] if words[i + 2] == "also" and i + 3 < n else words[i + 2]
+            if verb in _STATEMENT_VERBS:
+                cuts.append((prev_end, toks[i + 1][0]))
+                i += 1
+                continue
+        i += 1
+    # An em dash glued to words ("jazz\u2014records") is its own token too, handled above.
+    return cuts
+
+
 def split_clauses(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Clause ranges: sentences, further split at contrastive conjunctions ("but", "although", "and also",
-    ...)."""
+    ...). Linear in the length of the text."""
     out: list[tuple[int, int]] = []
     for s, e in split_sentences(text, start, end):
         pos = s
-        for m in _CLAUSE_BREAK.finditer(text, s, e):
-            out.append((pos, m.start()))
-            pos = m.end()
+        for cut_start, cut_end in _clause_breaks(text, s, e):
+            out.append((pos, cut_start))
+            pos = cut_end
         out.append((pos, e))
     trimmed = [_trim(text, s, e) for s, e in out]
     return [(s, e) for s, e in trimmed if s < e and has_word(text[s:e])]
@@ -154,7 +199,8 @@ def chunk_text(text: str, max_chars: int) -> list[tuple[int, int]]:
         if limit >= n:
             chunks.append((start, n))
             break
-        best = max((c for c in cuts if start < c <= limit), default=None)
+        k = bisect.bisect_right(cuts, limit) - 1  # binary search: linear overall, not cuts x chunks
+        best = cuts[k] if k >= 0 and cuts[k] > start else None
         if best is None:
             # One sentence longer than the budget: cut at the last whitespace (or hard at the limit).
             ws = text.rfind(" ", start + 1, limit)

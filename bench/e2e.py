@@ -1,7 +1,8 @@
 """End-to-end observe + recommend with the bundled local model (SmolLM2-135M via llama.cpp, CPU).
 
-Per new user: observe one text (LLM decomposition), then recommend with LLM intent composition and a listwise
-LLM rerank of the top 20. Then the same text is observed again (decomposition cache warm) and recommend
+Per new user: observe one text (LLM decomposition), then recommend with LLM intent composition and the LLM
+rerank of the top 20 (the scoring pass when the model's `llm_rank_weights` entry is above 0, justifications of
+the top k; `bench/llm_path.py` measures the scoring pass itself). Then the same text is observed again (decomposition cache warm) and recommend
 repeated. Tokens per stage come from StageStats: decompose from observe; compose from a recommend without
 rerank; rerank = full recommend minus compose.
 

@@ -18,6 +18,16 @@ import numpy as np
 from interestlens.agent.embeddings import Embedder
 from interestlens.agent.models import StageStats
 from interestlens.evals.data import EvalCase, EvalDataset, case_rng
+from interestlens.stores.behaviour import (
+    EASE_LAMBDA,
+    EASE_MAX_ITEMS,
+    BehaviourMatrices,
+    EaseModel,
+    build_matrices,
+    cooccurrence_scores,
+    ease_scores,
+    fit_ease,
+)
 from interestlens.stores.chroma_store import item_embedding_text
 
 log = logging.getLogger(__name__)
@@ -244,44 +254,87 @@ class BM25Baseline(ScoringBaseline):
         return s if idx is None else s[idx]
 
 
-class ItemCFBaseline(ScoringBaseline):
-    """Item-item cosine on the (binary) interaction matrix, summed over the case's history items."""
+class _BehaviourBaseline(ScoringBaseline):
+    """Scores from the leave-user-out behaviour matrix (stores.behaviour's math, as the agent's signals use it).
 
-    name = "itemcf"
+    The matrix (and model) is built per scored user when behaviour is split-derived, once for interactions.jsonl.
+    Items the model does not score (every item, for a user with no history) are ordered by popularity: the
+    usual back-off, added as a tie-break of 1e-6 x log-popularity so it never reorders scored items.
+    """
 
-    def __init__(self, ds: EvalDataset) -> None:
-        from scipy import sparse
-
+    def __init__(self, ds: EvalDataset, popularity: PopularityBaseline) -> None:
         super().__init__(ds)
-        if ds.interactions is None:
-            raise ValueError("itemcf needs interactions.jsonl")
-        users: dict[str, int] = {}
-        rows, cols = [], []
-        for x in ds.interactions:
-            if x.item_id in self.index:
-                rows.append(users.setdefault(x.user_id, len(users)))
-                cols.append(self.index[x.item_id])
-        mat = sparse.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(users), len(self.ids))
-        )
-        mat.data[:] = 1.0  # repeated (user, item) rows count once
-        norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=0))).ravel()
-        norms[norms == 0] = 1.0
-        self.xn = sparse.csc_matrix(mat.multiply(1.0 / norms[None, :]))
+        self.popularity = popularity
+        self._key: str | None = None
+        self._model: object = None
         self._last: tuple[str, np.ndarray] | None = None
+
+    def _matrices(self, case: EvalCase) -> BehaviourMatrices:
+        key = "*" if self.ds.interactions is not None else case.user_id
+        if key != self._key:
+            rows = self.ds.behaviour_for(case)
+            self._model = self.fit(build_matrices(0, sorted({(x.user_id, x.item_id) for x in rows if x.value > 0})))
+            self._key = key
+        return self._model.matrices  # type: ignore[attr-defined]
+
+    def fit(self, m: BehaviourMatrices) -> object:
+        raise NotImplementedError
+
+    def item_scores(self, seeds: list[str]) -> dict[str, float]:
+        raise NotImplementedError
 
     def scores(self, query: Query, idx: np.ndarray | None) -> np.ndarray:
         case = query.case
         if self._last is None or self._last[0] != case.case_id:
-            seeds = [self.index[h] for h in case.history if h in self.index]
-            if seeds:
-                user_profile = np.asarray(self.xn[:, seeds].sum(axis=1)).ravel()
-                s = np.asarray(self.xn.T @ user_profile).ravel()
-            else:
-                s = np.zeros(len(self.ids))
+            self._matrices(case)
+            pop = self.popularity.log_popularity(case)
+            s = 1e-6 * pop / max(float(pop.max()), 1e-12)
+            for item_id, v in self.item_scores(list(case.history)).items():
+                if item_id in self.index:
+                    s[self.index[item_id]] += v
             self._last = (case.case_id, s)
         s = self._last[1]
         return s if idx is None else s[idx]
+
+
+@dataclass
+class _Fitted:
+    matrices: BehaviourMatrices
+    ease: EaseModel | None = None
+
+
+class ItemCFBaseline(_BehaviourBaseline):
+    """Item-item cosine on the binary behaviour matrix, summed over the case's history (the agent's `cooc`)."""
+
+    name = "itemcf"
+
+    def fit(self, m: BehaviourMatrices) -> object:
+        return _Fitted(m)
+
+    def item_scores(self, seeds: list[str]) -> dict[str, float]:
+        return cooccurrence_scores(self._model.matrices, seeds, n=len(self.ids))  # type: ignore[attr-defined]
+
+
+class EaseBaseline(_BehaviourBaseline):
+    """EASE (Steck 2019) on the behaviour matrix, scored from the case's history (the agent's `ease`)."""
+
+    name = "ease"
+
+    def __init__(
+        self, ds: EvalDataset, popularity: PopularityBaseline, lam: float = EASE_LAMBDA,
+        max_items: int = EASE_MAX_ITEMS,
+    ) -> None:
+        super().__init__(ds, popularity)
+        self.lam = lam
+        self.max_items = max_items
+
+    def fit(self, m: BehaviourMatrices) -> object:
+        return _Fitted(m, fit_ease(m, self.lam, self.max_items))
+
+    def item_scores(self, seeds: list[str]) -> dict[str, float]:
+        fitted: _Fitted = self._model  # type: ignore[assignment]
+        assert fitted.ease is not None
+        return ease_scores(fitted.matrices, fitted.ease, seeds, n=len(self.ids))
 
 
 def popularity_probabilities(ds: EvalDataset) -> dict[str, float]:
@@ -295,7 +348,7 @@ def popularity_probabilities(ds: EvalDataset) -> dict[str, float]:
     return {i: len(u) / n for i, u in users_per_item.items()}
 
 
-BASELINE_NAMES = ("random", "popularity", "bm25", "embedding", "hybrid", "itemcf")
+BASELINE_NAMES = ("random", "popularity", "bm25", "embedding", "hybrid", "itemcf", "ease")
 
 
 def build_baselines(
@@ -316,8 +369,7 @@ def build_baselines(
                 raise ValueError(f"{name} needs catalog embeddings")
             out[name] = embedding if name == "embedding" else HybridBaseline(ds, embedding, pop)
         elif name == "itemcf":
-            if ds.interactions is None:
-                log.warning("itemcf skipped: %s has no interactions.jsonl", ds.directory)
-                continue
-            out[name] = ItemCFBaseline(ds)
+            out[name] = ItemCFBaseline(ds, pop)
+        elif name == "ease":
+            out[name] = EaseBaseline(ds, pop)
     return out

@@ -2,10 +2,11 @@
 
 Leakage rules live here, in one place:
 - a case's `positives` are ground truth only; nothing a system sees is derived from this split's positives;
-- behaviour (popularity, co-occurrence) comes from `interactions.jsonl` when present; otherwise from the other
-  split files' history + positives, plus this split's histories (inputs, not labels) of *other* users —
-  cases of one user are correlated (a movie liked in one dialogue is mentioned in the next), so a user's
-  own cases never contribute to the behaviour used for that user ("leave-user-out").
+- behaviour (popularity, co-occurrence, EASE) comes from `interactions.jsonl` when present; otherwise from the
+  history + positives of every case of every split in the folder, one basket per case (a dialogue is a session),
+  minus the user's own cases while that user is scored ("leave-user-out"). That is what a deployment has: every
+  other user's behaviour counts, the user's own held-out positives never do. (Cases of one user are correlated,
+  a movie liked in one dialogue is mentioned in the next, so all of the user's cases are held out together.)
 """
 
 from __future__ import annotations
@@ -17,13 +18,24 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from interestlens.agent.errors import InvalidInputError
 from interestlens.agent.models import Interaction, Item, SourceText
+from interestlens.stores.chroma_store import with_metadata_text
 
 SAMPLED_NEGATIVES = 19
+
+
+class Mention(BaseModel):
+    """One item a user named in their texts, with the user's own label."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    item_id: str = Field(min_length=1)
+    liked: Literal[0, 1, 2] = 2
 
 
 class EvalCase(BaseModel):
@@ -37,6 +49,9 @@ class EvalCase(BaseModel):
     context: str | None = None
     history: list[str] = Field(default_factory=list)
     positives: list[str] = Field(min_length=1)
+    # Items the user named in `texts` with their own label (1 liked, 0 did not like, 2 did not say): used only by
+    # the decomposition benchmark (evals/decomposition.py), never by a system under test.
+    mentions: list[Mention] = Field(default_factory=list)
 
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_.@:-]")
@@ -48,8 +63,14 @@ def eval_user_id(case: EvalCase) -> str:
     return f"eval-{safe}-{hashlib.sha256(case.case_id.encode()).hexdigest()[:8]}"
 
 
-def behaviour_user_id(user_id: str) -> str:
-    return "beh-" + _UNSAFE_ID.sub("_", user_id)[:100]
+def behaviour_user_id(user_id: str, case_id: str = "") -> str:
+    """The behaviour row owner for one case's basket: `beh-<user>` plus a digest of the case."""
+    base = "beh-" + _UNSAFE_ID.sub("_", user_id)[:100]
+    return f"{base}.{hashlib.sha256(case_id.encode()).hexdigest()[:10]}" if case_id else base
+
+
+def _behaviour_owner(row_user_id: str) -> str:
+    return row_user_id.split(".", 1)[0]
 
 
 @dataclass
@@ -99,23 +120,30 @@ class EvalDataset:
         return h.hexdigest()[:12]
 
     def own_behaviour(self, case: EvalCase) -> list[Interaction]:
-        """This user's split-derived rows, which leave-user-out removes while the user's cases run."""
+        """This user's split-derived rows (every case of theirs), which leave-user-out removes while they run."""
         if self.interactions is not None:
             return []
         own = behaviour_user_id(case.user_id)
-        return [x for x in self.behaviour if x.user_id == own]
+        return [x for x in self.behaviour if _behaviour_owner(x.user_id) == own]
 
     def behaviour_for(self, case: EvalCase) -> list[Interaction]:
         """Behaviour usable for this case: everything except this user's own split-derived rows."""
         if self.interactions is not None:
             return self.behaviour
         own = behaviour_user_id(case.user_id)
-        return [x for x in self.behaviour if x.user_id != own]
+        return [x for x in self.behaviour if _behaviour_owner(x.user_id) != own]
 
     def popularity_counts(self, case: EvalCase | None = None) -> Counter[str]:
-        """Distinct users per item (as the store's popularity signal counts them)."""
+        """Distinct behaviour rows' owners per item (as the store's popularity signal counts them)."""
         rows = self.behaviour if case is None else self.behaviour_for(case)
         return Counter(item for _, item in {(x.user_id, x.item_id) for x in rows})
+
+    @property
+    def behaviour_description(self) -> str:
+        if self.interactions is not None:
+            return "interactions.jsonl (every row; the case users' held-out positives are not in it)"
+        return ("history + positives of every case of every split in the folder, one basket per case, "
+                "leave-user-out: the scored user's own cases never count")
 
 
 def _hash_file(path: Path) -> str:
@@ -126,8 +154,13 @@ def _hash_file(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def load_dataset(data_dir: str | Path, split: str, limit: int | None = None) -> EvalDataset:
-    """Read a dataset folder. `limit` keeps the first N cases (file order: deterministic)."""
+def load_dataset(
+    data_dir: str | Path, split: str, limit: int | None = None, text_fields: Sequence[str] = ()
+) -> EvalDataset:
+    """Read a dataset folder. `limit` keeps the first N cases (file order: deterministic).
+
+    `text_fields`: metadata fields appended to each item's text (Settings.item_text_fields), for every system.
+    """
     from interestlens.stores.catalog_io import read_catalog_jsonl, read_jsonl
 
     directory = Path(data_dir)
@@ -136,7 +169,7 @@ def load_dataset(data_dir: str | Path, split: str, limit: int | None = None) -> 
     for p in (catalog_path, cases_path):
         if not p.is_file():
             raise InvalidInputError(f"{p}: not found (expected the shared dataset format)")
-    catalog = read_catalog_jsonl(catalog_path)
+    catalog = [with_metadata_text(it, text_fields) for it in read_catalog_jsonl(catalog_path)]
     cases = list(read_jsonl(cases_path, EvalCase))
     if limit is not None:
         cases = cases[: max(0, limit)]
@@ -154,23 +187,24 @@ def load_dataset(data_dir: str | Path, split: str, limit: int | None = None) -> 
         catalog=catalog,
         cases=cases,
         interactions=interactions,
-        catalog_hash=_hash_file(catalog_path),
+        catalog_hash=_hash_file(catalog_path) + (
+            "-" + hashlib.sha256("\x1f".join(text_fields).encode()).hexdigest()[:6] if text_fields else ""
+        ),
     )
     ds.behaviour = interactions if interactions is not None else _split_behaviour(directory, split, known)
     return ds
 
 
 def _split_behaviour(directory: Path, split: str, known: set[str]) -> list[Interaction]:
-    """Other splits' history + positives, plus this split's histories (all cases, not only limited ones)."""
+    """History + positives of every case in every split file (all cases, not only limited ones), per case."""
     from interestlens.stores.catalog_io import read_jsonl
 
     rows: list[Interaction] = []
     for path in sorted(directory.glob("cases.*.jsonl")):
-        this_split = path.name == f"cases.{split}.jsonl"
         for c in read_jsonl(path, EvalCase):
-            items = c.history if this_split else [*c.history, *c.positives]
+            owner = behaviour_user_id(c.user_id, c.case_id)
             rows.extend(
-                Interaction(user_id=behaviour_user_id(c.user_id), item_id=i) for i in items if i in known
+                Interaction(user_id=owner, item_id=i) for i in dict.fromkeys([*c.history, *c.positives]) if i in known
             )
     return rows
 

@@ -11,8 +11,6 @@ Intervals are bootstrapped over users; interestlens systems are tested against t
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 import shlex
 import sys
@@ -27,6 +25,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from interestlens.agent.config import Settings
 from interestlens.agent.errors import InterestLensError, InvalidInputError
+from interestlens.agent.fusion import load_fusion
 from interestlens.agent.models import StageStats
 from interestlens.evals import metrics as M
 from interestlens.evals.baselines import (
@@ -40,12 +39,21 @@ from interestlens.evals.baselines import (
     popularity_probabilities,
 )
 from interestlens.evals.data import (
+    SAMPLED_NEGATIVES,
     EvalCase,
     EvalDataset,
     case_rng,
     eval_user_id,
     load_dataset,
     sampled_candidates,
+)
+from interestlens.evals.fitting import (
+    DEFAULT_FOLDS,
+    ablation_table,
+    collect_pools,
+    cross_validated_fusions,
+    fit_fusion,
+    user_loop,
 )
 
 log = logging.getLogger(__name__)
@@ -214,7 +222,7 @@ class AgentEnvironment:
         """Leave-user-out: remove this user's split-derived behaviour while their cases run."""
         own = self.ds.own_behaviour(case)
         if own:
-            self.store.delete_user(own[0].user_id)
+            self.store.behaviour.delete_users(sorted({x.user_id for x in own}))
         return own
 
     def restore_user(self, rows: list[Any]) -> None:
@@ -273,8 +281,15 @@ def run_recommend_eval(
     cache_dir: str | Path | None = None,
     command: str | None = None,
     n_boot: int = 1000,
+    fusion: str = "cv",
+    folds: int = DEFAULT_FOLDS,
 ) -> EvalResults:
-    """Evaluate `systems` on DIR/cases.<split>.jsonl; writes results.json, report.md, metrics.png."""
+    """Evaluate `systems` on DIR/cases.<split>.jsonl; writes results.json, report.md, metrics.png.
+
+    `fusion` (interestlens systems): "cv" fits a LambdaRank fusion by K-fold cross-validation over the split's
+    users (a user is scored by a model fit on other folds only); on a split named "test" nothing is fit on it:
+    the model is fit on the folder's other splits instead. "linear": the settings' weights. A path: that model.
+    """
     from tqdm import tqdm
 
     from interestlens.agent.embeddings import make_embedder
@@ -285,7 +300,7 @@ def run_recommend_eval(
     names = _parse_systems(systems)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     t_start = time.perf_counter()
-    ds = load_dataset(data_dir, split, limit=limit)
+    ds = load_dataset(data_dir, split, limit=limit, text_fields=settings.item_text_fields)
     if not ds.cases:
         raise InvalidInputError(f"{Path(data_dir) / f'cases.{split}.jsonl'}: no cases to evaluate")
     embedder = make_embedder(
@@ -316,42 +331,44 @@ def run_recommend_eval(
     case_latency: dict[str, list[float]] = {n: [] for n in runners}
     totals: dict[str, dict[str, float]] = {n: {} for n in runners}
 
-    # Grouped by user so that leave-user-out behaviour is removed once per user (order within a user is kept).
-    by_user: dict[str, list[EvalCase]] = {}
-    for c in ds.cases:
-        by_user.setdefault(c.user_id, []).append(c)
+    fusion_by_user: dict[str, Any] = {}
+    fusion_info: dict[str, Any] = {"mode": fusion}
+    if env is not None:
+        fusion_by_user, fusion_info = _fusions(env, ds, data_dir, split, protocol, seed, fusion, folds, progress)
+
     bar = tqdm(total=len(ds.cases), desc=f"{ds.name}/{split}/{protocol}", disable=not progress, unit="case")
     try:
-        for user_cases in by_user.values():
-            held = env.hold_out_user(user_cases[0]) if env is not None else []
-            try:
-                for case in user_cases:
-                    queries = build_queries(ds, case, protocol, seed)
-                    for name, runner in runners.items():
-                        run = runner.run_case(case, queries, k)
-                        case_latency[name].append(run.latency_ms)
-                        t = totals[name]
-                        for key, val in (
-                            ("invalid_outputs", run.stats.invalid_outputs),
-                            ("fallbacks", run.stats.fallbacks),
-                            ("llm_calls", run.stats.llm_calls),
-                            ("tokens", run.stats.prompt_tokens + run.stats.completion_tokens),
-                            ("dropped_ungrounded", run.stats.dropped_ungrounded),
-                            ("errors", run.errors),
-                        ):
+        for user, user_cases in user_loop(env, ds.cases):
+            for runner in runners.values():
+                if runner.is_agent:
+                    runner.agent.set_fusion(fusion_by_user.get(user))
+            for case in user_cases:
+                queries = build_queries(ds, case, protocol, seed)
+                consumed = ds.consumed(case)
+                for name, runner in runners.items():
+                    run = runner.run_case(case, queries, k)
+                    case_latency[name].append(run.latency_ms)
+                    t = totals[name]
+                    for key, val in (
+                        ("invalid_outputs", run.stats.invalid_outputs),
+                        ("fallbacks", run.stats.fallbacks),
+                        ("llm_calls", run.stats.llm_calls),
+                        ("tokens", run.stats.prompt_tokens + run.stats.completion_tokens),
+                        ("dropped_ungrounded", run.stats.dropped_ungrounded),
+                        ("errors", run.errors),
+                    ):
+                        t[key] = t.get(key, 0) + val
+                    for q, out in zip(queries, run.outputs, strict=True):
+                        for key, val in _id_checks(out, q, ds).items():
                             t[key] = t.get(key, 0) + val
-                        consumed = ds.consumed(case)
-                        for q, out in zip(queries, run.outputs, strict=True):
-                            for key, val in _id_checks(out, q, ds).items():
-                                t[key] = t.get(key, 0) + val
-                            out.ranked = [i for i in out.ranked if i not in consumed]
-                            per_query[name].append(M.query_scores(out.ranked, q.relevant))
-                            rankings[name].append(out.ranked)
-                    groups.extend(case.user_id for _ in queries)
-                    bar.update(1)
-            finally:
-                if env is not None:
-                    env.restore_user(held)
+                        # Consumed items are counted as errors (seen_ids) and then removed, the same for every
+                        # system: a user's already-rated items can never be positives.
+                        t["seen_ids"] = t.get("seen_ids", 0) + sum(1 for i in out.ranked if i in consumed)
+                        out.ranked = [i for i in out.ranked if i not in consumed]
+                        per_query[name].append(M.query_scores(out.ranked, q.relevant))
+                        rankings[name].append(out.ranked)
+                groups.extend(case.user_id for _ in queries)
+                bar.update(1)
     finally:
         bar.close()
         if env is not None:
@@ -386,6 +403,7 @@ def run_recommend_eval(
             "hallucinated_ids",
             "duplicate_ids",
             "history_ids",
+            "seen_ids",
         ):
             s[key] = int(totals[name].get(key, 0))
         s["n_queries"] = len(rows)
@@ -398,7 +416,7 @@ def run_recommend_eval(
         split=split,
         protocol=protocol,
         n_cases=len(ds.cases),
-        n_users=len(by_user),
+        n_users=len({c.user_id for c in ds.cases}),
         llm=llm_spec,
         systems=summary,
         significance=significance,
@@ -411,13 +429,14 @@ def run_recommend_eval(
             "k": k,
             "n_queries": len(groups),
             "embedder": embedder.model_id,
-            "fusion_weights": settings.fusion_weights,
-            "behaviour": (
-                "interactions.jsonl"
-                if ds.interactions is not None
-                else "other splits' history+positives and this split's histories, leave-user-out"
-            ),
-            "seen_filter": "case history + the user's interactions.jsonl rows are removed from every ranking",
+            "commit": git_commit(),
+            "settings": settings.model_dump(mode="json"),
+            "fusion": fusion_info,
+            "protocol": PROTOCOL_TEXT[protocol],
+            "behaviour": ds.behaviour_description,
+            "seen_filter": "consumed items (case history + the user's interactions.jsonl rows) are counted as "
+            "seen_ids, then removed from every system's ranking",
+            "estimand": "mean over queries; intervals and the paired test resample / flip whole users",
             "wall_s": round(time.perf_counter() - t_start, 2),
             "command": command or " ".join(shlex.quote(a) for a in sys.argv),
         },
@@ -456,97 +475,64 @@ def _significance(
     }
 
 
-# ---------------------------------------------------------------------------------------------- tuning
+PROTOCOL_TEXT = {
+    "full": f"rank the whole catalog (consumed items excluded), metrics on the top {FULL_K}",
+    "sampled": f"each (case, positive) ranks the positive plus {SAMPLED_NEGATIVES} seeded uniform negatives",
+}
 
 
-def tune_fusion_weights(
-    data_dir: str | Path,
-    split: str = "dev",
-    protocol: str = "full",
-    limit: int | None = 150,
-    seed: int = 0,
-    settings: Settings | None = None,
-    grid: dict[str, Sequence[float]] | None = None,
-    out_path: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Grid-search `settings.fusion_weights` for the non-LLM pipeline by mean ndcg@10 on a dev split.
+def git_commit() -> str:
+    """The commit of the code that runs (with '+dirty' when the tree differs from it); 'unknown' outside git."""
+    import subprocess
 
-    Each case is observed once; every weight combination re-runs recommend (weights only affect retrieval).
-    Refuses the test split: weights tuned on test would make test numbers meaningless.
-    """
-    from tqdm import tqdm
-
-    from interestlens.agent.embeddings import make_embedder
-
-    if split == "test":
-        raise InvalidInputError("fusion weights are tuned on dev data only, never on the test split")
-    settings = settings or Settings()
-    grid = grid or {
-        "popularity": (0.0, 0.25, 0.5, 1.0, 2.0),
-        "cooc": (0.0, 0.5, 1.0, 2.0),
-        "mention": (0.5, 1.0, 2.0),
-    }
-    ds = load_dataset(data_dir, split, limit=limit)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    embedder = make_embedder(
-        settings.embedder, base_url=settings.openai_base_url, api_key=settings.openai_api_key
-    )
-    env = AgentEnvironment(ds, settings, cache, embedder, progress)
-    agent = env.agent(with_llm=False)
-    base = dict(env.settings.fusion_weights)
-    keys = list(grid)
-    combos = [dict(base, **dict(zip(keys, vals, strict=True))) for vals in itertools.product(*grid.values())]
-    k = FULL_K if protocol == "full" else 20
-    per_combo: list[list[float]] = [[] for _ in combos]
-    by_user: dict[str, list[EvalCase]] = {}
-    for c in ds.cases:
-        by_user.setdefault(c.user_id, []).append(c)
-    bar = tqdm(total=len(ds.cases), desc="tune fusion weights", disable=not progress, unit="case")
+    root = Path(__file__).resolve().parent.parent
     try:
-        for user_cases in by_user.values():
-            held = env.hold_out_user(user_cases[0])
-            try:
-                for case in user_cases:
-                    uid = eval_user_id(case)
-                    agent.forget(uid)
-                    agent.observe(uid, list(case.texts), history=list(case.history))
-                    for ci, w in enumerate(combos):
-                        agent.settings = env.settings.model_copy(update={"fusion_weights": w})
-                        for q in build_queries(ds, case, protocol, seed):
-                            res = agent.recommend(
-                                uid, context=case.context, k=k, rerank=False, candidate_ids=q.candidate_ids
-                            )
-                            per_combo[ci].append(
-                                M.ndcg_at_k([r.item.id for r in res.recommendations], q.relevant)
-                            )
-                    agent.forget(uid)
-                    bar.update(1)
-            finally:
-                env.restore_user(held)
-    finally:
-        bar.close()
-        agent.settings = env.settings
-        env.close()
-    means = [float(np.mean(v)) if v else 0.0 for v in per_combo]
-    order = np.argsort(means)[::-1]
-    best = combos[int(order[0])]
-    report = {
-        "dataset": ds.name,
-        "split": split,
-        "protocol": protocol,
-        "n_cases": len(ds.cases),
-        "metric": "ndcg@10",
-        "best": {"fusion_weights": best, "ndcg@10": means[int(order[0])]},
-        "default": {
-            "fusion_weights": base,
-            "ndcg@10": next((m for c, m in zip(combos, means, strict=True) if c == base), None),
-        },
-        "top": [{"fusion_weights": combos[int(i)], "ndcg@10": means[int(i)]} for i in order[:10]],
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def _fusions(
+    env: AgentEnvironment, ds: EvalDataset, data_dir: str | Path, split: str, protocol: str, seed: int,
+    mode: str, folds: int, progress: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fusion each user is scored with, and what results.json records about it."""
+    users = sorted({c.user_id for c in ds.cases})
+    if mode == "linear":
+        return {}, {"mode": "linear", "weights": env.settings.fusion_weights}
+    if mode != "cv":
+        model = load_fusion(mode)
+        return dict.fromkeys(users, model), {"mode": "file", "path": mode, **model.describe()}
+    if split == "test":
+        others = [p.name[len("cases."):-len(".jsonl")] for p in sorted(Path(data_dir).glob("cases.*.jsonl"))]
+        others = [o for o in others if o != "test"]
+        if not others:
+            log.warning("split 'test' is never fit on and the folder has no other split: linear fusion")
+            return {}, {"mode": "linear (no other split to fit on)", "weights": env.settings.fusion_weights}
+        train_cases = [c for o in others for c in load_dataset(data_dir, o).cases]  # cases only: same catalog
+        pools = collect_pools(env, ds, train_cases, build_queries, protocol, seed, progress)
+        try:
+            model = fit_fusion(pools, seed, fit_on=others)
+        except InvalidInputError as e:
+            log.warning("fusion not fit on %s (%s): linear fusion", others, e)
+            return {}, {"mode": f"linear (not fit: {e})", "weights": env.settings.fusion_weights}
+        return dict.fromkeys(users, model), {"mode": f"fit on split(s) {', '.join(others)}", **model.describe()}
+    pools = collect_pools(env, ds, ds.cases, build_queries, protocol, seed, progress)
+    try:
+        by_user, fold_of = cross_validated_fusions(pools, folds, seed)
+    except InvalidInputError as e:  # a handful of cases (a --limit run) cannot train a ranker
+        log.warning("cross-validated fusion not fit (%s): linear fusion", e)
+        return {}, {"mode": f"linear (cross-validation not possible: {e})", "weights": env.settings.fusion_weights}
+    info = {
+        "mode": f"{len(set(fold_of.values()))}-fold cross-validation over users (fit on the other folds)",
+        "fold_of_user": fold_of,
+        "ablation_offline_ndcg@10": ablation_table(pools, by_user, folds, seed),
+        "ablation_note": "fusion only, on the collected pools (no dislike filter, no MMR); the system rows "
+        "are the full pipeline",
+        **next(iter(by_user.values())).describe(),
     }
-    print(json.dumps(report["best"], indent=2))
-    if out_path is not None:
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_path).write_text(json.dumps(report, indent=2))
-    return report
+    return by_user, info

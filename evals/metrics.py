@@ -112,13 +112,6 @@ def novelty(
     return float(np.mean([-math.log2(max(popularity.get(i, 0.0), floor)) for i in items]))
 
 
-def mean_by_group(values: Sequence[float], groups: Sequence[str]) -> dict[str, float]:
-    sums: dict[str, list[float]] = {}
-    for v, g in zip(values, groups, strict=True):
-        sums.setdefault(g, []).append(v)
-    return {g: float(np.mean(vs)) for g, vs in sums.items()}
-
-
 def _group_index(groups: Sequence[str]) -> tuple[list[str], list[np.ndarray]]:
     order: dict[str, list[int]] = {}
     for idx, g in enumerate(groups):
@@ -146,24 +139,27 @@ def bootstrap_ci(
 def paired_permutation_test(
     a: Sequence[float], b: Sequence[float], groups: Sequence[str], *, n_perm: int = 10000, seed: int = 0
 ) -> dict[str, float]:
-    """Two-sided paired randomisation test over users: per-user mean differences, signs flipped at random.
+    """Two-sided paired randomisation test of the mean over queries of (a - b), users as the exchangeable unit.
 
-    Also returns a user-bootstrap 95% CI of the mean difference (a - b).
+    One estimand for the estimate, the interval and the test: the query-weighted mean difference. Under the null
+    each user's summed difference is as likely negative as positive, so signs are flipped per user and the
+    statistic is recomputed as the same query-weighted mean. The 95% interval resamples users for the same mean.
     """
     av, bv = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(av) != len(bv):
         raise ValueError("paired test needs equal-length score lists")
     _, idx = _group_index(groups)
-    diffs = np.array([(av[i] - bv[i]).mean() for i in idx])
-    observed = float(diffs.mean()) if len(diffs) else 0.0
-    rng = np.random.default_rng(seed)
-    if len(diffs) == 0:
+    if len(idx) == 0:
         return {"mean_diff": 0.0, "p_value": 1.0, "diff_ci_lo": 0.0, "diff_ci_hi": 0.0, "n_users": 0}
-    signs = rng.choice([-1.0, 1.0], size=(n_perm, len(diffs)))
-    perm_means = (signs * diffs).mean(axis=1)
+    sums = np.array([(av[i] - bv[i]).sum() for i in idx])
+    n_queries = float(len(av))
+    observed = float(sums.sum() / n_queries)
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(n_perm, len(sums)))
+    perm_means = (signs * sums).sum(axis=1) / n_queries
     p = float((np.sum(np.abs(perm_means) >= abs(observed) - 1e-12) + 1) / (n_perm + 1))
     lo, hi = bootstrap_ci(av - bv, groups, seed=seed)
-    return {"mean_diff": observed, "p_value": p, "diff_ci_lo": lo, "diff_ci_hi": hi, "n_users": len(diffs)}
+    return {"mean_diff": observed, "p_value": p, "diff_ci_lo": lo, "diff_ci_hi": hi, "n_users": len(sums)}
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -20,6 +20,7 @@ OPS_COLUMNS = (
     "hallucinated_ids",
     "duplicate_ids",
     "history_ids",
+    "seen_ids",
     "errors",
 )
 PLOT_METRICS = ("ndcg@10", "recall@10", "hit@10")
@@ -81,7 +82,17 @@ def render_markdown(results: EvalResults) -> str:
             )
     else:
         lines.append("No interestlens system and baseline pair in this run.")
-    lines += ["", "## Command", "", "```", str(r.config.get("command", "")), "```", ""]
+    fusion = r.config.get("fusion") or {}
+    if fusion:
+        lines += ["", "## Fusion", "", f"interestlens systems fuse their signals with: {fusion.get('mode')}"
+                  f" ({fusion.get('kind', 'linear')})."]
+        ablation = fusion.get("ablation_offline_ndcg@10")
+        if ablation:
+            lines += ["", f"Ablation, ndcg@10 ({fusion.get('ablation_note', '')}):", "",
+                      "| ranking | ndcg@10 |", "|---|---|"]
+            lines += [f"| {name} | {value:.4f} |" for name, value in ablation.items()]
+    lines += ["", f"Code: commit `{r.config.get('commit', 'unknown')}`; the resolved settings are in results.json.",
+              "", "## Command", "", "```", str(r.config.get("command", "")), "```", ""]
     return "\n".join(lines)
 
 

@@ -29,6 +29,7 @@ import contextlib
 import json
 import math
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 import numpy as np
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
@@ -63,9 +65,15 @@ _DUMMY = [0.0]  # vector for records that are looked up by id/metadata only
 _LOCK_NAME = ".interestlens.lock"
 _BEHAVIOUR_FILE = "interactions.sqlite3"
 _PROFILE_READ_RETRIES = 5
+# A Chroma server that stops answering must not hang the caller forever (seconds).
+HTTP_CONNECT_TIMEOUT_S = 5.0
+HTTP_TIMEOUT_S = 60.0
+# Cross-process user lease (server mode): held for one read-merge-write, taken over only once expired.
+LEASE_TTL_S = 60.0
+LEASE_WAIT_S = 120.0
 
-COLLECTIONS = ("items", "interests", "profiles", "sources", "llm_cache", "last_results")
-USER_COLLECTIONS = ("interests", "profiles", "sources", "llm_cache", "last_results")
+COLLECTIONS = ("items", "interests", "profiles", "sources", "llm_cache", "last_results", "leases")
+USER_COLLECTIONS = ("interests", "profiles", "sources", "llm_cache", "last_results", "leases")
 
 
 def item_embedding_text(item: Item) -> str:
@@ -73,6 +81,29 @@ def item_embedding_text(item: Item) -> str:
     if item.title and item.title not in item.text:
         return f"{item.title}. {item.text}"
     return item.text
+
+
+def with_metadata_text(item: Item, fields: Sequence[str]) -> Item:
+    """The item with chosen metadata fields appended to its text ("Movielens genres: Comedy, Drama."), so that
+    its document says what the title alone does not (ReDial's item text is a bare title). Fields already
+    spelled out in the text, missing or empty are skipped; the item is returned unchanged when nothing is added.
+    """
+    parts: list[str] = []
+    for name in fields:
+        value = item.metadata.get(name)
+        values = value if isinstance(value, list) else [value]
+        shown = [str(v) for v in values if v is not None and str(v).strip() and not isinstance(v, dict | list)]
+        if not shown:
+            continue
+        label = name.replace("_", " ").capitalize()
+        if f"{label}:" in item.text:
+            continue
+        parts.append(f"{label}: {', '.join(shown)}.")
+    if not parts:
+        return item
+    text = item.text.rstrip()
+    sep = " " if text.endswith((".", "!", "?")) else ". " if text else ""
+    return item.model_copy(update={"text": text + sep + " ".join(parts)})
 
 
 def flatten_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -158,6 +189,35 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def _transport_error(location: str, e: Exception) -> StoreError:
+    kind = "timed out" if isinstance(e, httpx.TimeoutException) else "failed"
+    return StoreError(
+        f"the Chroma server at {location} {kind} ({type(e).__name__}: {e or 'no answer'}): check that "
+        "`chroma run` is up and reachable"
+    )
+
+
+class _GuardedCollection:
+    """A Chroma collection whose transport failures (refused, reset, timed out) surface as StoreError."""
+
+    def __init__(self, collection: Any, location: str) -> None:
+        self._collection = collection
+        self._location = location
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._collection, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except httpx.TransportError as e:
+                raise _transport_error(self._location, e) from e
+
+        return call
+
+
 class ChromaStore:
     """See the module docstring. `location`: a directory (embedded) or http(s)://host:port (Chroma server)."""
 
@@ -184,13 +244,20 @@ class ChromaStore:
             parsed = urlparse(self.location)
             if not parsed.hostname:
                 raise InvalidInputError(f"store URL {self.location!r} has no host: use http://host:port")
+            timeout = httpx.Timeout(HTTP_TIMEOUT_S, connect=HTTP_CONNECT_TIMEOUT_S)
             try:
+                # Our own bounded probe first: the Chroma client's constructor talks to the server with no
+                # timeout at all, so a server that accepts and never answers would hang it.
+                httpx.get(f"{self.location.rstrip('/')}/api/v2/heartbeat", timeout=timeout).raise_for_status()
                 self.client = chromadb.HttpClient(
                     host=parsed.hostname,
                     port=parsed.port or (443 if parsed.scheme == "https" else 8000),
                     ssl=parsed.scheme == "https",
                     settings=chroma_settings,
                 )
+                session = getattr(getattr(self.client, "_server", None), "_session", None)
+                if isinstance(session, httpx.Client):
+                    session.timeout = timeout  # every later request is bounded too
                 self.client.heartbeat()
             except Exception as e:
                 raise StoreError(
@@ -242,10 +309,12 @@ class ChromaStore:
             self._interests = self.client.get_or_create_collection(
                 self._name("interests"), embedding_function=None, configuration=cosine, metadata=vec_meta
             )
-            self._profiles, self._sources, self._cache, self._results = (
+            self._profiles, self._sources, self._cache, self._results, self._leases = (
                 self.client.get_or_create_collection(self._name(n), embedding_function=None)
-                for n in ("profiles", "sources", "llm_cache", "last_results")
+                for n in ("profiles", "sources", "llm_cache", "last_results", "leases")
             )
+        except httpx.TransportError as e:
+            raise _transport_error(self.location, e) from e
         except Exception as e:
             raise StoreError(f"cannot open collections in {self.location}: {e}") from e
         for col in (self._items, self._interests):
@@ -256,6 +325,12 @@ class ChromaStore:
                     f"(dim {stored.get('dim')}), not {vec_meta['embedder']!r} (dim {vec_meta['dim']}): "
                     "use the same embedder or a new store"
                 )
+        if self.mode == "http":
+            self._items, self._interests, self._profiles, self._sources, self._cache, self._results = (
+                _GuardedCollection(c, self.location)
+                for c in (self._items, self._interests, self._profiles, self._sources, self._cache, self._results)
+            )
+            self._leases = _GuardedCollection(self._leases, self.location)
 
     def collections(self) -> dict[str, Any]:
         """The raw Chroma collections by logical name (for inspection and tests)."""
@@ -266,6 +341,7 @@ class ChromaStore:
             "sources": self._sources,
             "llm_cache": self._cache,
             "last_results": self._results,
+            "leases": self._leases,
         }
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -458,7 +534,13 @@ class ChromaStore:
                 metadatas=[{"user_id": uid, "gen": gen, "version": profile.version, "n_interests": len(ids)}],
                 documents=[profile.model_dump_json(exclude={"interests"})],
             )
-            self._interests.delete(where={"$and": [{"user_id": uid}, {"gen": {"$ne": gen}}]})
+            # Only superseded generations (same or older version, not ours): never "all but mine", which
+            # would delete what another process has just committed on a shared server.
+            self._interests.delete(
+                where={"$and": [{"user_id": uid}, {"gen": {"$ne": gen}}, {"version": {"$lte": profile.version}}]}
+            )
+        except StoreError:
+            raise
         except Exception as e:
             raise StoreError(f"cannot save the profile of {uid}: {e}") from e
 
@@ -476,6 +558,47 @@ class ChromaStore:
                 return {"document": rec["documents"][0], "metadata": meta}, res
             time.sleep(0.05)
         raise StoreError(f"the stored profile of {uid} is incomplete (a concurrent save, or a damaged store)")
+
+    def has_profile(self, user_id: str) -> bool:
+        uid = validate_user_id(user_id)
+        return bool(self._profiles.get(ids=[uid], include=[])["ids"])
+
+    @contextlib.contextmanager
+    def user_lease(self, user_id: str) -> Iterator[None]:
+        """Exclusive right to read-merge-write this user's profile, across every process sharing the server.
+
+        Chroma has no compare-and-set, but `add` of an existing id is ignored: the first `add` of the lease
+        record wins and everyone reads back who holds it. A holder that died is taken over after LEASE_TTL_S.
+        Embedded mode needs none: the directory lock already keeps other processes out.
+        """
+        uid = validate_user_id(user_id)
+        if self.mode != "http":
+            yield
+            return
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + LEASE_WAIT_S
+        delay = 0.01
+        while True:
+            doc = json.dumps({"token": token, "expires": time.time() + LEASE_TTL_S})
+            self._leases.add(ids=[uid], embeddings=[_DUMMY], metadatas=[{"user_id": uid}], documents=[doc])
+            held = self._leases.get(ids=[uid], include=["documents"])
+            if held["ids"]:
+                holder = json.loads(held["documents"][0])
+                if holder.get("token") == token:
+                    break
+                if float(holder.get("expires", 0)) < time.time():
+                    self._leases.delete(ids=[uid])  # its holder died mid-update
+                    continue
+            if time.monotonic() > deadline:
+                raise StoreError(f"timed out waiting for another process to finish updating user {uid}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        try:
+            yield
+        finally:
+            held = self._leases.get(ids=[uid], include=["documents"])
+            if held["ids"] and json.loads(held["documents"][0]).get("token") == token:
+                self._leases.delete(ids=[uid])
 
     def load_profile(self, user_id: str) -> InterestProfile | None:
         uid = validate_user_id(user_id)
@@ -599,6 +722,11 @@ class ChromaStore:
     ) -> dict[str, float]:
         return self.behaviour.cooccurrence_scores(seed_item_ids, exclude, n)
 
+    def ease_scores(
+        self, seed_item_ids: Sequence[str], exclude: set[str] | frozenset[str] = frozenset(), n: int = 200
+    ) -> dict[str, float]:
+        return self.behaviour.ease_scores(seed_item_ids, exclude, n)
+
     def user_interacted_items(self, user_id: str) -> list[str]:
         return self.behaviour.user_items(validate_user_id(user_id))
 
@@ -609,11 +737,72 @@ class ChromaStore:
         uid = validate_user_id(user_id)
         try:
             self._profiles.delete(ids=[uid])
-            for col in (self._interests, self._sources, self._cache, self._results, self._profiles):
+            for col in (self._interests, self._sources, self._cache, self._results, self._profiles, self._leases):
                 col.delete(where={"user_id": uid})
+        except StoreError:
+            raise
         except Exception as e:
             raise StoreError(f"cannot delete user {uid}: {e}") from e
         self.behaviour.delete_user(uid)
+        if self.mode == "embedded":
+            self._purge_log(uid)
+
+    def _purge_log(self, uid: str) -> None:
+        """Scrub what Chroma keeps of a deleted user outside its collections, so their words are gone from disk:
+        the write-ahead log (`embeddings_queue` holds every write in full: documents, metadata, ids), stale
+        full-text index segments, and free pages (VACUUM).
+
+        Log rows are scrubbed, not deleted: a vector index that has not persisted yet replays them on the next
+        start, so each keeps its operation and vector, its id is replaced consistently (an add and its delete
+        still pair up) and its metadata is dropped only once the metadata segment has applied it.
+        """
+        path = Path(self.location).expanduser() / "chroma.sqlite3"
+        if not path.is_file():
+            return
+        # Every collection but the catalog: user records (ours, and any other per-user collection on this
+        # client, e.g. stores/history.py) all have ids "<user id>" or "<user id>/...".
+        items_topic = f"persistent://default/default/{self._items.id}"
+        salt = uuid.uuid4().hex
+        try:
+            con = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot compact {path} after forgetting {uid}: {e}") from e
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            applied = dict(
+                con.execute(
+                    "SELECT s.collection, m.seq_id FROM segments s JOIN max_seq_id m ON m.segment_id = s.id "
+                    "WHERE s.scope = 'METADATA'"
+                ).fetchall()
+            )
+            prefix = uid + "/"  # every user record id is the user id or starts with "<user id>/"
+            rows = con.execute(
+                "SELECT seq_id, topic, id FROM embeddings_queue WHERE id = ? OR substr(id, 1, ?) = ?",
+                (uid, len(prefix), prefix),
+            ).fetchall()
+            for seq_id, topic, record_id in rows:
+                if topic == items_topic:
+                    continue
+                scrubbed = "forgotten/" + content_hash(salt + record_id, length=32)
+                collection = topic.rsplit("/", 1)[-1]
+                if seq_id <= int(applied.get(collection) or 0):
+                    con.execute(
+                        "UPDATE embeddings_queue SET id = ?, metadata = NULL WHERE seq_id = ?", (scrubbed, seq_id)
+                    )
+                else:
+                    con.execute("UPDATE embeddings_queue SET id = ? WHERE seq_id = ?", (scrubbed, seq_id))
+            con.execute("COMMIT")
+            with contextlib.suppress(sqlite3.Error):  # merge FTS segments so deleted tokens are dropped
+                con.execute("INSERT INTO embedding_fulltext_search(embedding_fulltext_search) VALUES('optimize')")
+            con.execute("VACUUM")
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
+            raise StoreError(f"cannot compact {path} after forgetting {uid}: {e}") from e
+        finally:
+            con.close()
 
     def close(self) -> None:
         if self._closed:
@@ -635,3 +824,45 @@ class ChromaStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- catalog management and user export (helper D, issue 13) ----------------------------------------
+
+    def list_items(
+        self, limit: int = 20, offset: int = 0, where: dict | None = None
+    ) -> tuple[list[Item], int]:
+        """A page of items (insertion order) matching `where` (a validated Chroma filter), and how many match."""
+        try:
+            matching = self._items.get(where=where or None, include=[])["ids"]
+            total = len(matching)
+            page = matching[offset : offset + limit]
+        except ValueError as e:
+            raise InvalidInputError(f"invalid where filter {where!r}: {e}") from e
+        return self.get_items(page), total
+
+    def delete_items(self, ids: Sequence[str]) -> list[str]:
+        """Remove these items; returns the ids that existed (and are now gone)."""
+        ids = [validate_item_id(i) for i in dict.fromkeys(ids)]
+        existing = [
+            i for chunk in _batched(ids, self._max_batch) for i in self._items.get(ids=chunk, include=[])["ids"]
+        ]
+        try:
+            for chunk in _batched(existing, self._max_batch):
+                self._items.delete(ids=chunk)
+        except Exception as e:
+            raise StoreError(f"cannot delete items: {e}") from e
+        return existing
+
+    def user_interactions(self, user_id: str) -> list[Interaction]:
+        """Every interaction row of the user (for export)."""
+        uid = validate_user_id(user_id)
+        with self.behaviour._lock:
+            rows = self.behaviour._conn.execute(
+                "SELECT item_id, value, ts FROM interactions WHERE user_id = ? ORDER BY ts, item_id", (uid,)
+            ).fetchall()
+        return [Interaction(user_id=uid, item_id=i, value=v, ts=t or None) for i, v, t in rows]
+
+    def cache_records(self, user_id: str) -> list[dict]:
+        """The user's decomposition-cache records ({key, value}), for export."""
+        uid = validate_user_id(user_id)
+        res = self._cache.get(where={"user_id": uid}, include=["documents"])
+        return [json.loads(d) for d in res["documents"] or []]

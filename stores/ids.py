@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from interestlens.agent.errors import InvalidInputError
 
@@ -22,8 +23,16 @@ def validate_user_id(user_id: object) -> str:
 
 
 def validate_item_id(item_id: object) -> str:
-    """Item ids are any non-blank string up to 256 chars (catalogs bring their own ids)."""
-    if not isinstance(item_id, str) or not item_id.strip() or len(item_id) > MAX_ITEM_ID_CHARS:
+    """Item ids are any non-blank string up to 256 chars (catalogs bring their own ids) with no control or
+    format characters: ids are shown to people and models, and a newline in one forges a line of output."""
+    if (
+        not isinstance(item_id, str)
+        or not item_id.strip()
+        or len(item_id) > MAX_ITEM_ID_CHARS
+        or any(unicodedata.category(ch)[0] == "C" for ch in item_id)
+    ):
         shown = repr(item_id)[:60]
-        raise InvalidInputError(f"invalid item id {shown}: use a non-empty string of at most 256 characters")
+        raise InvalidInputError(
+            f"invalid item id {shown}: use a non-blank string of at most 256 characters without control characters"
+        )
     return item_id

@@ -67,3 +67,37 @@ def test_chat_session(tmp_path, embedder, demo_items):
     assert "unknown command /bogus" in text
     assert "Forgot everything about carol." in text
     assert text.rstrip().endswith("bye.")
+
+
+def test_chat_uses_messages_feedback_and_history(tmp_path, embedder, demo_items):
+    """In process (real agent, real Chroma): requests are not interests, "more like that" links the suggestion."""
+    import io
+
+    from rich.console import Console
+
+    from interestlens.agent.config import Settings
+    from interestlens.agent.service import InterestAgent
+    from interestlens.tools.chat import run_chat
+
+    with InterestAgent(Settings(store=str(tmp_path / "s"), llm="none"), llm=None, embedder=embedder) as a:
+        a.add_items(demo_items[:80])
+        script = "\n".join([
+            "I adore mellow late-night jazz records.",
+            "what should I listen to tonight?",
+            "yes, more like that",
+            "/history",
+            "/undo",
+            "/seen mov-0001",
+            "/seen no-such-item",
+            "/quit",
+        ]) + "\n"
+        out = io.StringIO()
+        run_chat(a, "dana", k=3, stdin=io.StringIO(script), console=Console(file=out, width=200))
+        text = out.getvalue()
+        profile = a.profile("dana")
+    assert "Recommendations for dana" in text
+    assert "likes listen" not in text and not any("listen" in i.name.lower() for i in profile.interests)
+    assert "History of dana" in text and "observe" in text
+    assert "mov-0001" in profile.history  # /seen
+    assert "error: unknown item id" in text  # a bad id is one clear line, the loop goes on
+    assert text.rstrip().endswith("bye.")

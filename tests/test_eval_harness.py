@@ -204,23 +204,3 @@ def test_tiny_dataset_baselines_run_without_agent(tmp_path, embedder):
     assert res.n_cases == 1 and res.config["n_queries"] == 1
     assert set(res.systems) == {"random", "popularity", "bm25", "embedding", "hybrid"}
     assert (tmp_path / "out" / "metrics.png").exists()
-
-
-@pytest.mark.slow
-def test_tune_fusion_weights_on_dev_only(tmp_path):
-    from interestlens.evals.harness import tune_fusion_weights
-
-    items = [json.dumps({"id": str(i), "title": f"Movie {i}",
-                         "text": f"Movie {i}. " + ["Family drama.", "Space science fiction.", "Road comedy."][i % 3]})
-             for i in range(30)]
-    case = json.dumps({"case_id": "c1", "user_id": "u1", "texts": [{"text": "I love space science fiction"}],
-                       "history": ["1"], "positives": ["4", "7"]})
-    d = _write_dataset(tmp_path / "ds", items, [case])
-    with pytest.raises(InvalidInputError, match="dev data only"):
-        tune_fusion_weights(d, split="test", settings=Settings(llm="none"))
-    out = tmp_path / "tune.json"
-    report = tune_fusion_weights(d, "dev", "full", None, 0, Settings(llm="none"),
-                                 grid={"popularity": (0.0, 0.5)}, out_path=out, cache_dir=tmp_path / "cache",
-                                 progress=False)
-    assert len(report["top"]) == 2 and set(report["best"]["fusion_weights"]) >= {"text", "popularity"}
-    assert json.loads(out.read_text())["split"] == "dev"

@@ -7,6 +7,7 @@ from langchain_core.messages import HumanMessage, ToolMessage
 
 from interestlens.agent.models import InterestProfile, RecommendationResult
 from interestlens.tools.langchain_tools import make_langchain_tools
+from interestlens.tools.specs import TOOLS
 
 ALICE = "I love slow-burn science fiction like Interstellar, where space feels huge and lonely."
 BOB = "Korean home cooking is how I unwind: kimchi jjigae every week, japchae next."
@@ -29,7 +30,7 @@ def agent(tmp_path_factory, embedder, demo_items):
 
 def test_tools_return_text_and_artifact(agent):
     tools = {t.name: t for t in make_langchain_tools(agent)}
-    assert set(tools) == {"observe", "profile", "recommend", "explain", "forget"}
+    assert set(tools) == {t.name for t in TOOLS}  # every registry verb (helper D added memory/catalog verbs)
     msg = tools["recommend"].invoke(
         {"type": "tool_call", "id": "c1", "name": "recommend", "args": {"user_id": "alice", "k": 3}}
     )

@@ -75,3 +75,60 @@ def test_redial_precision_recall(shared_datasets):
     # history holds only the mentioned movies the seeker *liked*: mentions of others count as false positives.
     assert recall >= 0.95
     assert precision >= 0.65
+
+
+# ------------------------------------------------------------------------------------------ issue 9: title evidence
+
+
+def _issue9_linker() -> TitleLinker:
+    titles = ["Korean Home Cooking (2018)", "The Italian (2005)", "Inception (2010)", "Star Wars (1977)",
+              "The Martian (2015)", "Home (2015)", "Family (1990)", "Last Night (2010)"]
+    return TitleLinker([Item(id=f"i{k}", title=t) for k, t in enumerate(titles)])
+
+
+def _linked(linker: TitleLinker, text: str) -> list[str]:
+    return [item.title for item, _ in linker.link(SourceText(text=text))]
+
+
+def test_a_phrase_used_as_words_does_not_link():
+    linker = _issue9_linker()
+    assert _linked(linker, "Korean home cooking is my favorite way to unwind") == []
+    assert _linked(linker, "I also love Italian cooking.") == []
+    assert _linked(linker, "we had a great time at home with the family last night") == []
+
+
+def test_evidence_of_a_title_links():
+    linker = _issue9_linker()
+    assert _linked(linker, "Inception is my favorite movie.") == ["Inception (2010)"]
+    assert _linked(linker, "I love science fiction epics like Star Wars, with starships.") == ["Star Wars (1977)"]
+    assert _linked(linker, "i watched the martian twice") == ["The Martian (2015)"]
+    assert _linked(linker, 'My favourite cookbook is "Korean Home Cooking".') == ["Korean Home Cooking (2018)"]
+
+
+def test_linking_is_linear_on_whitespace_after_a_title():
+    import time
+
+    linker = _issue9_linker()
+
+    def best_of(n: int) -> float:
+        text = "I loved Inception" + " " * n + "(2010) a lot"
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            linker.link(SourceText(text=text))
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    assert best_of(200_000) < 40 * max(best_of(20_000), 1e-4)  # ratio only: the old pattern was quadratic
+
+
+def test_link_interests_ignores_other_peoples_titles():
+    from interestlens.agent.decompose import polarity_of
+    from interestlens.agent.linking import link_interests
+    from interestlens.agent.models import Polarity
+
+    linker = _issue9_linker()
+    src = SourceText(text="My brother loves Inception (2010). I can't stand Star Wars (1977).")
+    out = link_interests(linker, [src], polarity_of)
+    assert [(i.name, i.polarity) for i in out] == [("Star Wars (1977)", Polarity.DISLIKE)]
+    assert all(src.text[e.start : e.end] == e.text for i in out for e in i.evidence)

@@ -17,8 +17,11 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from interestlens.tools.specs import TOOLS
+
 ALICE = "I love slow-burn science fiction like Interstellar, where space feels huge and lonely."
 BOB = "Korean home cooking is how I unwind: kimchi jjigae every week, japchae next."
+TOKEN = "s3cret-token-of-24-chars"  # at least 16 characters are required
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
 
 
@@ -37,7 +40,7 @@ def store_dir(tmp_path_factory, embedder, demo_items) -> str:
 async def _exercise(session: ClientSession) -> dict:
     await session.initialize()
     tools = {t.name: t for t in (await session.list_tools()).tools}
-    assert set(tools) == {"observe", "profile", "recommend", "explain", "forget"}
+    assert set(tools) == {t.name for t in TOOLS}  # every registry verb (helper D added memory/catalog verbs)
     assert (
         tools["recommend"].outputSchema
         and tools["recommend"].inputSchema["properties"]["k"]["maximum"] == 100
@@ -139,7 +142,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def test_http_with_token(store_dir):
-    proc, url = _start_http(store_dir, "--token", "s3cret")
+    proc, url = _start_http(store_dir, "--token", TOKEN)
     try:
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(
@@ -159,7 +162,7 @@ def test_http_with_token(store_dir):
         async def run() -> dict:
             import httpx
 
-            client = httpx.AsyncClient(headers={"Authorization": "Bearer s3cret"}, timeout=300)
+            client = httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=300)
             async with (
                 client,
                 streamable_http_client(url, http_client=client) as (read, write, _),
@@ -194,5 +197,5 @@ def test_non_loopback_without_token_is_refused(store_dir):
         timeout=120,
     )
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1].startswith("error: refusing to serve MCP on non-loopback")
+    assert out.stderr.strip().splitlines()[-1].startswith("error: refusing to serve MCP on 0.0.0.0 without a bearer token")
     assert Path(store_dir).exists()

@@ -8,6 +8,7 @@ import pytest
 
 from interestlens.agent.models import RecommendationResult
 from interestlens.tools.openai_functions import dispatch_tool_call, openai_tool_specs, run_tool_call
+from interestlens.tools.specs import TOOLS, USER_TOOLS
 
 ALICE = "I love slow-burn science fiction like Interstellar, where space feels huge and lonely."
 BOB = "Korean home cooking is how I unwind: kimchi jjigae every week, japchae next."
@@ -42,7 +43,8 @@ def _walk(schema):
 @pytest.mark.parametrize("user_bound", [False, True])
 def test_specs_are_strict(user_bound):
     specs = openai_tool_specs(user_bound=user_bound)
-    assert [s["function"]["name"] for s in specs] == ["observe", "profile", "recommend", "explain", "forget"]
+    # every registry verb; a user-bound session gets no catalog administration (helper D)
+    assert [s["function"]["name"] for s in specs] == [t.name for t in (USER_TOOLS if user_bound else TOOLS)]
     for spec in specs:
         fn = spec["function"]
         assert fn["strict"] is True and fn["description"]
@@ -52,7 +54,8 @@ def test_specs_are_strict(user_bound):
             if node.get("type") == "object":
                 assert node["additionalProperties"] is False
                 assert set(node["required"]) == set(node["properties"])
-        assert ("user_id" in params["properties"]) is (not user_bound)
+        if not fn["name"].startswith("catalog_"):  # catalog verbs act on no user (helper D)
+            assert ("user_id" in params["properties"]) is (not user_bound)
     rec = next(s for s in specs if s["function"]["name"] == "recommend")["function"]["parameters"]
     assert {"type": "null"} in rec["properties"]["context"]["anyOf"]  # optional -> nullable
 

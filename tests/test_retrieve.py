@@ -357,14 +357,13 @@ def test_dislike_filter_removes_horror(catalog_store, embedder, settings):
 
 def test_history_and_named_seeds_excluded_and_signals(catalog_store, embedder, settings):
     profile = make_profile(history=["sf1", "jz1"])
-    cands = _retrieve(
-        catalog_store, embedder, settings, profile, make_intents(profile), k=10, seed_item_ids=["sf2"]
-    )
+    profile.interests[0].linked_item_ids = ["sf2"]  # a title the user named: a seed, never recommended back
+    cands = _retrieve(catalog_store, embedder, settings, profile, make_intents(profile), k=10)
     ids = [c.item.id for c in cands]
     assert len(ids) == len(set(ids)) == 10
     assert not {"sf1", "jz1", "sf2"} & set(ids)
     for c in cands:
-        assert set(c.signals) == {"text", "popularity", "cooc", "mention"}
+        assert set(c.signals) == {"text", "popularity", "cooc", "ease", "mention", "facet"}
         assert all(0.0 <= v <= 1.0 for v in c.signals.values())
     # co-occurrence with the history surfaces sf3 / gm1 / jz4
     assert any(c.signals["cooc"] > 0 for c in cands if c.item.id in {"sf3", "gm1", "jz4"})

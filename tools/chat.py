@@ -1,8 +1,11 @@
 """`interestlens chat`: a minimal terminal assistant over the tool registry.
 
-Every message is observed (the profile grows as you talk). A message that asks for something
-("recommend", "suggest", "what should I", or any question) is also answered with the top items, each with
-its justification and the user's quoted words. Commands: /profile, /forget, /help, /quit.
+The conversation goes to `observe` as chat messages: your turns are observed, the assistant's last reply is
+context, so "yes, more like that" after a suggestion is a like of the suggested item. Requests, questions
+and chit-chat are not stored as interests. A message that asks for something ("recommend", "suggest",
+"what should I", or any question) is answered with the top items, each with its justification and your
+quoted words. Commands: /like ID [note], /dislike ID [note], /seen ID, /history, /undo, /profile, /forget,
+/help, /quit.
 """
 
 from __future__ import annotations
@@ -22,7 +25,11 @@ if TYPE_CHECKING:
     from interestlens.agent.service import InterestAgent
 
 _ASKS_FOR_ITEMS = re.compile(r"\b(recommend\w*|suggest\w*|what should i)\b|\?", re.IGNORECASE)
-HELP = "Tell me what you like or dislike; ask for recommendations any time. Commands: /profile /forget /quit"
+HELP = (
+    "Tell me what you like or dislike; ask for recommendations any time. Commands: /like ID [note] "
+    "/dislike ID [note] /seen ID /history /undo /profile /forget /quit"
+)
+_FEEDBACK = {"/like": "liked", "/dislike": "disliked", "/seen": "seen"}
 
 
 def wants_recommendations(message: str) -> bool:
@@ -50,6 +57,48 @@ def _print_recommendations(console: Console, result: RecommendationResult) -> No
     print_recommendations(console, result)
 
 
+def assistant_reply(result: RecommendationResult) -> str:
+    """What the assistant said, as the next turn's context: the suggested titles and ids, best first."""
+    return "\n".join(f"{r.rank}. {r.item.title} [{r.item.id}]" for r in result.recommendations)
+
+
+def _command(agent: InterestAgent, user_id: str, message: str, console: Console) -> bool:
+    """Run one /command; False means quit."""
+    parts = message.split(maxsplit=2)
+    command = parts[0].lower()
+    if command in ("/quit", "/exit"):
+        return False
+    if command == "/help":
+        console.print(HELP)
+    elif command == "/profile":
+        try:
+            console.print(escape(render_text(TOOLS_BY_NAME["profile"].invoke(agent, {"user_id": user_id}))))
+        except UnknownIdError:
+            console.print("No profile yet: tell me about things you like.")
+    elif command == "/forget":
+        TOOLS_BY_NAME["forget"].invoke(agent, {"user_id": user_id})
+        console.print(f"Forgot everything about {escape(user_id)}.")
+    elif command in _FEEDBACK:
+        if len(parts) < 2:
+            console.print(f"usage: {command} ITEM_ID [note]")
+            return True
+        args = {"user_id": user_id, "item_id": parts[1], "feedback": _FEEDBACK[command],
+                "note": parts[2] if len(parts) > 2 else None}
+        console.print(escape(render_text(TOOLS_BY_NAME["feedback"].invoke(agent, args))))
+    elif command == "/history":
+        try:
+            result = TOOLS_BY_NAME["history"].invoke(agent, {"user_id": user_id, "limit": 10})
+            console.print(escape(render_text(result)))
+        except UnknownIdError:
+            console.print("No history yet.")
+    elif command == "/undo":
+        args = {"user_id": user_id, "operation": "undo"}
+        console.print(escape(render_text(TOOLS_BY_NAME["edit_profile"].invoke(agent, args))))
+    else:
+        console.print(f"unknown command {escape(command)}. {HELP}")
+    return True
+
+
 def run_chat(
     agent: InterestAgent,
     user_id: str,
@@ -63,6 +112,7 @@ def run_chat(
     interactive = stdin.isatty()
     TOOLS_BY_NAME["profile"].parse_args({"user_id": user_id})  # a bad user id fails before the loop starts
     console.print(f"interestlens chat as {escape(user_id)}. {HELP}")
+    last_reply: str | None = None  # the assistant's previous turn: context for "more like that"
     while True:
         if interactive:
             console.print("[bold]you>[/bold] ", end="")
@@ -73,32 +123,23 @@ def run_chat(
         if not message:
             continue
         if message.startswith("/"):
-            command = message.split()[0].lower()
-            if command in ("/quit", "/exit"):
-                break
-            if command == "/help":
-                console.print(HELP)
-            elif command == "/profile":
-                try:
-                    console.print(
-                        escape(render_text(TOOLS_BY_NAME["profile"].invoke(agent, {"user_id": user_id})))
-                    )
-                except UnknownIdError:
-                    console.print("No profile yet: tell me about things you like.")
-            elif command == "/forget":
-                TOOLS_BY_NAME["forget"].invoke(agent, {"user_id": user_id})
-                console.print(f"Forgot everything about {escape(user_id)}.")
-            else:
-                console.print(f"unknown command {escape(command)}. {HELP}")
+            try:
+                if not _command(agent, user_id, message, console):
+                    break
+            except InterestLensError as e:
+                console.print(f"error: {escape(str(e))}")
             continue
         try:
-            observed = TOOLS_BY_NAME["observe"].invoke(agent, {"user_id": user_id, "texts": [message]})
+            turns = [{"role": "assistant", "content": last_reply}] if last_reply else []
+            turns.append({"role": "user", "content": message})
+            observed = TOOLS_BY_NAME["observe"].invoke(agent, {"user_id": user_id, "messages": turns})
             _print_observed(console, observed)  # type: ignore[arg-type]
             if wants_recommendations(message):
                 result = TOOLS_BY_NAME["recommend"].invoke(
                     agent, {"user_id": user_id, "context": message[:MAX_CONTEXT_CHARS], "k": k}
                 )
                 _print_recommendations(console, result)  # type: ignore[arg-type]
+                last_reply = assistant_reply(result) or last_reply  # type: ignore[arg-type]
         except UnknownIdError:
             console.print("I don't know enough about you yet: tell me about things you like.")
         except InterestLensError as e:

@@ -28,11 +28,26 @@ from rich.markup import escape
 
 from interestlens.agent.errors import InterestLensError, InvalidInputError, LLMError, StoreError
 from interestlens.agent.models import RecommendationResult, SourceText
+from interestlens.agent.prompting import clean_line
 from interestlens.tools.specs import TOOLS_BY_NAME, render_text
 
 if TYPE_CHECKING:
     from interestlens.agent.config import Settings
     from interestlens.agent.service import InterestAgent
+
+
+# ----------------------------------------------------------------------------------------------- terminal safety
+def safe(text: object) -> str:
+    """Catalog or model text for the terminal: one line, no control characters (no escape sequences that
+    could recolour, retitle or rewrite the terminal), rich markup escaped."""
+    return escape(clean_line(text))
+
+
+def safe_block(text: str) -> str:
+    """Like `safe`, line by line (keeps the line structure of render_text output)."""
+    lines = str(text).splitlines()
+    return "\n".join(line[: len(line) - len(line.lstrip(" "))] + safe(line) if line.strip() else "" for line in lines)
+
 
 app = typer.Typer(
     name="interestlens",
@@ -49,6 +64,10 @@ app.add_typer(profile_app, name="profile")
 app.add_typer(eval_app, name="eval")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+WhereOpt = Annotated[
+    str | None,
+    typer.Option("--where", help='Metadata filter, JSON in Chroma syntax: \'{"domain": "film"}\''),
+]
 UserOpt = Annotated[str, typer.Option("--user", "-u", help="User id.")]
 
 
@@ -112,28 +131,28 @@ def _emit(ctx: typer.Context, result: Any, as_json: bool = False) -> None:
             f"wrote {result.items_written} new or changed; {result.interactions_written} interactions added."
         )
     elif isinstance(result, BaseModel):
-        _console().print(escape(render_text(result)))
+        _console().print(safe_block(render_text(result)))
     else:
-        _console().print(escape(json.dumps(result, indent=2, default=str)))
+        _console().print(safe_block(json.dumps(result, indent=2, default=str)))
 
 
 def print_recommendations(console: Console, result: RecommendationResult) -> None:
     """Ranked items, each with its justification and the user's words it rests on."""
     if not result.recommendations:
-        console.print(escape(render_text(result)))
+        console.print(safe_block(render_text(result)))
         return
-    head = f"Recommendations for [bold]{escape(result.user_id)}[/bold]"
+    head = f"Recommendations for [bold]{safe(result.user_id)}[/bold]"
     if result.context:
-        head += f" — context: [italic]{escape(result.context)}[/italic]"
+        head += f" — context: [italic]{safe(result.context)}[/italic]"
     console.print(head)
     for r in result.recommendations:
         domain = r.item.metadata.get("domain")
-        tag = f" [dim]({escape(str(domain))})[/dim]" if domain else ""
-        console.print(f"[bold]{r.rank}. {escape(r.item.title)}[/bold]{tag} [dim]{escape(r.item.id)}[/dim]")
+        tag = f" [dim]({safe(domain)})[/dim]" if domain else ""
+        console.print(f"[bold]{r.rank}. {safe(r.item.title)}[/bold]{tag} [dim]{safe(r.item.id)}[/dim]")
         if r.justification:
-            console.print(f"   {escape(r.justification)}")
+            console.print(f"   {safe(r.justification)}")
         for span in r.cited_evidence[:2]:
-            console.print(f"   [green]“{escape(' '.join(span.text.split()))}”[/green]")
+            console.print(f"   [green]“{safe(span.text)}”[/green]")
 
 
 def _read_text_file(path: Path) -> str:
@@ -208,7 +227,12 @@ class CatalogAddResult(BaseModel):
 @catalog_app.command("add")
 def catalog_add(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="Catalog JSONL: {id, title, text, metadata} per line.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Catalog .jsonl ({id, title, text, metadata} per line) or .csv (id,title,text + metadata columns)."
+        ),
+    ],
     interactions: Annotated[
         Path | None,
         typer.Option("--interactions", help="Interactions JSONL: {user_id, item_id, value?, ts?} per line."),
@@ -216,9 +240,10 @@ def catalog_add(
     json_: JsonOpt = False,
 ) -> None:
     """Add (or update) catalog items; unchanged items are skipped."""
-    from interestlens.stores.catalog_io import read_catalog_jsonl, read_interactions_jsonl
+    from interestlens.stores.catalog_files import read_catalog_file
+    from interestlens.stores.catalog_io import read_interactions_jsonl
 
-    items = read_catalog_jsonl(file)
+    items = read_catalog_file(file)
     inter = read_interactions_jsonl(interactions) if interactions is not None else []
     with _agent(ctx) as agent:
         written = agent.add_items(items, progress=True)
@@ -248,9 +273,29 @@ def observe(
     history: Annotated[
         list[str] | None, typer.Option("--history", help="Id of an item the user consumed (repeatable).")
     ] = None,
+    messages: Annotated[
+        Path | None,
+        typer.Option(
+            "--messages", help='A conversation: JSON file with a list of {"role": "user"|"assistant", "content"}.'
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Update a user's interest profile from what they wrote."""
+    """Update a user's interest profile from what they wrote (texts, a file, or a conversation)."""
+    if messages is not None:
+        if texts or file is not None:
+            raise InvalidInputError("give --messages, or texts/--file, not both")
+        try:
+            turns = json.loads(_read_text_file(messages))
+        except json.JSONDecodeError as e:
+            raise InvalidInputError(f"{messages}: invalid JSON: {e.msg} (line {e.lineno})") from e
+        if not isinstance(turns, list):
+            raise InvalidInputError(f"{messages}: expected a JSON list of {{role, content}} messages")
+        spec = TOOLS_BY_NAME["observe"]
+        with _agent(ctx) as agent:
+            result = spec.invoke(agent, {"user_id": user, "messages": turns, "history": history or []})
+        _emit(ctx, result, json_)
+        return
     sources: list[Any] = list(texts or [])
     if file is not None:
         sources.extend(read_user_texts(file))
@@ -325,14 +370,18 @@ def recommend(
     expand: Annotated[
         str | None, typer.Option("--expand", help="Comma-separated: adjacent,collaborative,knowledge")
     ] = None,
+    where: WhereOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Recommend items with justifications quoting the user's own words."""
-    args = {"user_id": user, "context": context, "k": k, "expand": _split_csv(expand)}
+    args = {"user_id": user, "context": context, "k": k, "expand": _split_csv(expand), "where": where}
     spec = TOOLS_BY_NAME["recommend"]
     spec.parse_args(args)
     with _agent(ctx) as agent:
         result = spec.invoke(agent, args)
+    for warning in result.stats.warnings:  # type: ignore[attr-defined]
+        if "catalog is empty" in warning:
+            typer.echo(f"warning: {warning}", err=True)
     _emit(ctx, result, json_)
 
 
@@ -370,9 +419,179 @@ def topics(ctx: typer.Context, json_: JsonOpt = False) -> None:
         console.print("No topics yet (observe some users first).")
     for t in result:
         console.print(
-            f"[bold]{escape(t.name)}[/bold] [dim]{escape(t.id)}[/dim] ({t.size} interests): "
-            + escape(", ".join(t.interest_names[:8]))
+            f"[bold]{safe(t.name)}[/bold] [dim]{safe(t.id)}[/dim] ({t.size} interests): "
+            + safe(", ".join(t.interest_names[:8]))
         )
+
+
+# ----------------------------------------------------------------------------------------------- memory
+@app.command()
+def feedback(
+    ctx: typer.Context,
+    user: UserOpt,
+    item: Annotated[str, typer.Option("--item", help="Item id.")],
+    verdict: Annotated[str, typer.Argument(help="liked | disliked | seen")],
+    note: Annotated[str | None, typer.Option("--note", help="The user's words about the item.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Record the user's verdict on an item (liked and seen items are never recommended again)."""
+    args = {"user_id": user, "item_id": item, "feedback": verdict, "note": note}
+    with _agent(ctx, llm="none") as agent:
+        _emit(ctx, TOOLS_BY_NAME["feedback"].invoke(agent, args), json_)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    user: UserOpt,
+    limit: Annotated[int, typer.Option("--limit", help="Newest entries to show.")] = 20,
+    json_: JsonOpt = False,
+) -> None:
+    """Every change to a user's profile, newest first (observe, feedback, edits, undo)."""
+    with _agent(ctx, llm="none") as agent:
+        result = agent.history(user, limit=limit)  # with the undo snapshots in --json
+        _emit(ctx, result if (json_ or _state(ctx).json) else TOOLS_BY_NAME["history"].invoke(
+            agent, {"user_id": user, "limit": limit}
+        ), json_)
+
+
+@app.command("export")
+def export_user(
+    ctx: typer.Context,
+    user: UserOpt,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file (default stdout).")] = None,
+) -> None:
+    """Everything stored about a user, as JSON (for an access request; `import` restores it)."""
+    with _agent(ctx, llm="none") as agent:
+        data = agent.export_user(user).model_dump_json(indent=2)
+    if out is None:
+        sys.stdout.write(data + "\n")
+    else:
+        out.write_text(data + "\n", encoding="utf-8")
+        typer.echo(f"wrote {out}", err=True)
+
+
+@app.command("import")
+def import_user(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A file written by `export`.")],
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Import under this id instead.")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace an existing user's data.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Restore a user from an export."""
+    with _agent(ctx, llm="none") as agent:
+        result = agent.import_user(_read_text_file(file), user_id=user, replace=replace)
+    if json_ or _state(ctx).json:
+        _emit(ctx, result, True)
+    else:
+        typer.echo(
+            f"Imported {result.user_id}: {result.interests} interests, {result.sources} texts, "
+            f"{result.history} history entries, {result.interactions} interactions."
+        )
+
+
+NameOpt = Annotated[str, typer.Option("--name", help="Interest name.")]
+
+
+@profile_app.command("rename")
+def profile_rename(
+    ctx: typer.Context, user: UserOpt, interest: InterestOpt, name: NameOpt, json_: JsonOpt = False
+) -> None:
+    """Rename an interest."""
+    with _agent(ctx, llm="none") as agent:
+        _emit(ctx, agent.rename_interest(user, interest, name), json_)
+
+
+@profile_app.command("reweight")
+def profile_reweight(
+    ctx: typer.Context, user: UserOpt, interest: InterestOpt,
+    weight: Annotated[float, typer.Option("--weight", help="0-5 (1 is a plain statement).")],
+    json_: JsonOpt = False,
+) -> None:
+    """Set an interest's weight."""
+    with _agent(ctx, llm="none") as agent:
+        _emit(ctx, agent.reweight_interest(user, interest, weight), json_)
+
+
+@profile_app.command("flip")
+def profile_flip(ctx: typer.Context, user: UserOpt, interest: InterestOpt, json_: JsonOpt = False) -> None:
+    """Turn a like into a dislike, or back."""
+    with _agent(ctx, llm="none") as agent:
+        _emit(ctx, agent.flip_interest(user, interest), json_)
+
+
+@profile_app.command("add")
+def profile_add(
+    ctx: typer.Context, user: UserOpt, name: NameOpt,
+    dislike: Annotated[bool, typer.Option("--dislike", help="A dislike (default: a like).")] = False,
+    weight: Annotated[float, typer.Option("--weight")] = 1.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Add an interest by hand."""
+    with _agent(ctx, llm="none") as agent:
+        _emit(ctx, agent.add_interest(user, name, "dislike" if dislike else "like", weight), json_)
+
+
+@profile_app.command("undo")
+def profile_undo(ctx: typer.Context, user: UserOpt, json_: JsonOpt = False) -> None:
+    """Revert the latest change to the profile (repeat to walk back)."""
+    with _agent(ctx, llm="none") as agent:
+        _emit(ctx, agent.undo(user), json_)
+
+
+@catalog_app.command("list")
+def catalog_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit")] = 20,
+    offset: Annotated[int, typer.Option("--offset")] = 0,
+    where: WhereOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List catalog items (a page)."""
+    with _agent(ctx, llm="none") as agent:
+        _emit(ctx, agent.list_items(limit, offset, where=where), json_)
+
+
+@catalog_app.command("get")
+def catalog_get(
+    ctx: typer.Context, ids: Annotated[list[str], typer.Argument(help="Item ids.")], json_: JsonOpt = False
+) -> None:
+    """Show catalog items by id."""
+    with _agent(ctx, llm="none") as agent:
+        result = agent.get_items(ids)
+    if result.unknown_ids and not result.items:
+        raise InvalidInputError(f"unknown item id(s): {', '.join(result.unknown_ids[:10])}")
+    _emit(ctx, result, json_)
+
+
+@catalog_app.command("remove")
+def catalog_remove(
+    ctx: typer.Context, ids: Annotated[list[str], typer.Argument(help="Item ids.")], json_: JsonOpt = False
+) -> None:
+    """Remove items from the catalog."""
+    with _agent(ctx, llm="none") as agent:
+        _emit(ctx, agent.remove_items(ids), json_)
+
+
+@catalog_app.command("count")
+def catalog_count(ctx: typer.Context, where: WhereOpt = None, json_: JsonOpt = False) -> None:
+    """How many items (optionally matching --where)."""
+    with _agent(ctx, llm="none") as agent:
+        _emit(ctx, agent.count_items(where=where), json_)
+
+
+@catalog_app.command("search")
+def catalog_search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="What to look for, in words.")],
+    k: Annotated[int, typer.Option("-k", "--k")] = 10,
+    where: WhereOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Search the catalog by meaning."""
+    with _agent(ctx, llm="none") as agent:
+        _emit(ctx, agent.search_items(query, k, where=where), json_)
 
 
 # ----------------------------------------------------------------------------------------------- demo
@@ -419,8 +638,8 @@ def demo(
     console = _console()
     console.print("[bold]What we learned from the demo user's texts:[/bold]")
     for i in observed.added + observed.reinforced:
-        quote = f" — “{escape(' '.join(i.evidence[0].text.split()))}”" if i.evidence else ""
-        console.print(f"  {'+' if i.polarity.value == 'like' else '-'} {escape(i.name)}{quote}")
+        quote = f" — “{safe(i.evidence[0].text)}”" if i.evidence else ""
+        console.print(f"  {'+' if i.polarity.value == 'like' else '-'} {safe(i.name)}{quote}")
     console.print()
     print_recommendations(console, result)
 
@@ -438,8 +657,12 @@ def mcp(
         typer.Option(
             "--token",
             envvar="INTERESTLENS_MCP_TOKEN",
-            help="Bearer token every HTTP request must carry (required off loopback).",
+            help="Bearer token every HTTP request must carry (required on any bind but 127.0.0.1; "
+            "at least 16 characters).",
         ),
+    ] = None,
+    bound_user: Annotated[
+        str | None, typer.Option("--user", help="Serve this user only: every call for another user is refused.")
     ] = None,
 ) -> None:
     """Run the MCP server (stdio by default)."""
@@ -447,9 +670,9 @@ def mcp(
 
     state = _state(ctx)
     if http is None:
-        serve(state.agent, transport="stdio")
+        serve(state.agent, transport="stdio", user_id=bound_user)
     else:
-        serve(state.agent, transport="http", host=host, port=http, token=token)
+        serve(state.agent, transport="http", host=host, port=http, token=token, user_id=bound_user)
 
 
 @app.command()
@@ -472,6 +695,13 @@ def eval_recommend(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     systems: Annotated[str | None, typer.Option("--systems", help="Comma-separated system names.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output directory.")] = None,
+    fusion: Annotated[
+        str, typer.Option("--fusion", help="cv (fit by cross-validation over users) | linear | PATH of a model")
+    ] = "cv",
+    folds: Annotated[int, typer.Option("--folds", help="K of the cross-validation over users.")] = 5,
+    text_fields: Annotated[
+        str | None, typer.Option("--text-fields", help="Metadata fields appended to item text (comma-separated).")
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Run the recommendation evaluation on a dataset split."""
@@ -489,11 +719,47 @@ def eval_recommend(
         seed=seed,
         systems=_split_csv(systems) or None,
         out_dir=out,
-        settings=_state(ctx).settings(),
+        settings=_with_text_fields(_state(ctx).settings(), text_fields),
         progress=True,
         command="interestlens " + " ".join(sys.argv[1:]),
+        fusion=fusion,
+        folds=folds,
     )
     _emit(ctx, result, json_)
+
+
+def _with_text_fields(settings: Settings, text_fields: str | None) -> Settings:
+    if text_fields is None:
+        return settings
+    return settings.model_copy(update={"item_text_fields": _split_csv(text_fields)})
+
+
+@app.command("tune")
+def tune_command(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option("--data", help="Dataset directory (catalog, cases, interactions).")],
+    split: Annotated[str, typer.Option("--split", help="Cases to fit on (never 'test').")] = "dev",
+    protocol: Annotated[str, typer.Option("--protocol", help="full | sampled")] = "full",
+    out: Annotated[Path | None, typer.Option("--out", help="Model file (default: <store>/fusion.json).")] = None,
+    folds: Annotated[int, typer.Option("--folds", help="K of the cross-validation over users.")] = 5,
+    text_fields: Annotated[
+        str | None, typer.Option("--text-fields", help="Metadata fields appended to item text (comma-separated).")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Fit the retrieval fusion (LambdaRank over every signal) to your catalog and behaviour, and store it."""
+    if not data.is_dir():
+        raise InvalidInputError(f"--data {data}: not a directory")
+    from interestlens.evals.fitting import tune
+
+    settings = _with_text_fields(_state(ctx).settings(), text_fields)
+    report = tune(data, split, protocol, settings=settings, out_path=out, folds=folds)
+    if json_:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        typer.echo(f"fusion fit on {report['n_cases']} cases of {report['n_users']} users -> {report['out']}")
+        for name, value in report["cross_validated_offline_ndcg@10"].items():
+            typer.echo(f"  {name:<28} ndcg@10 {value:.4f}")
 
 
 @eval_app.command("suite")

@@ -13,21 +13,46 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ValidationError
 
 from interestlens.agent.errors import InterestLensError
-from interestlens.tools.specs import TOOLS, ToolSpec, format_validation_error, get_tool, render_text
+from interestlens.tools.specs import TOOLS, USER_TOOLS, ToolSpec, format_validation_error, get_tool, render_text
 
 if TYPE_CHECKING:
     from interestlens.agent.service import InterestAgent
 
 
-def _make_tool(agent: InterestAgent, spec: ToolSpec, user_id: str | None) -> StructuredTool:
-    def run(**kwargs: Any) -> tuple[str, BaseModel]:
+class _RegistryTool(StructuredTool):
+    """A StructuredTool whose raw input is validated by the registry's model, not by LangChain.
+
+    LangChain's own parsing coerces loosely (`true` becomes k=1) and, for a tool with no arguments left once
+    `user_id` is bound, drops every argument unseen, so `forget({"user_id": "bob"})` would act on the
+    bound user. Here an unknown argument, a loose type, or another user's id is refused.
+    """
+
+    spec: Any = None
+    bound_user: str | None = None
+
+    def _to_args_and_kwargs(
+        self, tool_input: str | dict[str, Any], tool_call_id: str | None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if isinstance(tool_input, str):
+            raise ToolException(f"error: {self.name} takes a JSON object of named arguments, not a string")
+        if not isinstance(tool_input, dict):
+            raise ToolException(f"error: {self.name} takes a JSON object of named arguments")
         try:
-            result = spec.invoke(agent, kwargs, user_id)
+            parsed = self.spec.parse_args(dict(tool_input), self.bound_user)
+        except InterestLensError as e:
+            raise ToolException(f"error: {e}") from e
+        return (), {"parsed": parsed}
+
+
+def _make_tool(agent: InterestAgent, spec: ToolSpec, user_id: str | None) -> StructuredTool:
+    def run(parsed: BaseModel) -> tuple[str, BaseModel]:
+        try:
+            result = spec.run(agent, parsed)
         except InterestLensError as e:
             raise ToolException(f"error: {e}") from e
         return render_text(result), result
 
-    return StructuredTool.from_function(
+    tool = _RegistryTool.from_function(
         func=run,
         name=spec.name,
         description=spec.description,
@@ -39,6 +64,9 @@ def _make_tool(agent: InterestAgent, spec: ToolSpec, user_id: str | None) -> Str
             + (format_validation_error(e) if isinstance(e, ValidationError) else str(e))
         ),
     )
+    tool.spec = spec
+    tool.bound_user = user_id
+    return tool
 
 
 def make_langchain_tools(agent: InterestAgent, user_id: str | None = None) -> list[BaseTool]:
@@ -48,4 +76,5 @@ def make_langchain_tools(agent: InterestAgent, user_id: str | None = None) -> li
         get_tool("profile").parse_args(
             {"user_id": user_id}
         )  # a malformed id fails here, not mid-conversation
-    return [_make_tool(agent, spec, user_id) for spec in TOOLS]
+    # user-bound: no catalog administration tools
+    return [_make_tool(agent, spec, user_id) for spec in (TOOLS if user_id is None else USER_TOOLS)]

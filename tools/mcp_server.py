@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 import anyio
 import anyio.to_thread
 from mcp.server.fastmcp import FastMCP
+from mcp.server.fastmcp.utilities.func_metadata import FuncMetadata
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 from pydantic_core import PydanticUndefined
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_HTTP_PORT = 8765
+MIN_TOKEN_CHARS = 16
+TOKENLESS_HOSTS = ("127.0.0.1", "localhost")  # any other bind, other loopback addresses too, needs a token
 PROFILE_RESOURCE = "interestlens://profile/{user_id}"
 
 
@@ -81,9 +85,26 @@ def _signature_from_model(model: type[BaseModel], return_annotation: Any) -> ins
     return inspect.Signature(params, return_annotation=return_annotation)
 
 
-def _tool_function(spec: ToolSpec, agent: _LazyAgent) -> Callable[..., Any]:
+class _RawArguments(FuncMetadata):
+    """Hands the client's arguments to the tool function as sent. FastMCP's own model would coerce them
+    (`true` to k=1) and drop unknown names silently; the registry's model validates them strictly instead."""
+
+    async def call_fn_with_arg_validation(
+        self,
+        fn: Callable[..., Any],
+        fn_is_async: bool,
+        arguments_to_validate: dict[str, Any],
+        arguments_to_pass_directly: dict[str, Any] | None,
+    ) -> Any:
+        if not isinstance(arguments_to_validate, dict):
+            raise InvalidInputError("tool arguments must be a JSON object")
+        return await fn(**arguments_to_validate)
+
+
+def _tool_function(spec: ToolSpec, agent: _LazyAgent, user_id: str | None = None) -> Callable[..., Any]:
     async def tool_fn(**kwargs: Any) -> CallToolResult:
-        args = spec.parse_args(kwargs)  # the registry's model is the authority, whatever FastMCP checked
+        # The registry's model is the authority: strict types, no unknown names, the bound user only.
+        args = spec.parse_args(kwargs, user_id)
         result = await agent.acall(lambda a: spec.run(a, args))
         return CallToolResult(
             content=[TextContent(type="text", text=render_text(result))],
@@ -92,14 +113,40 @@ def _tool_function(spec: ToolSpec, agent: _LazyAgent) -> Callable[..., Any]:
 
     tool_fn.__name__ = spec.name
     tool_fn.__doc__ = spec.description
-    tool_fn.__signature__ = _signature_from_model(spec.args_model, spec.result_model)  # type: ignore[attr-defined]
+    tool_fn.__signature__ = _signature_from_model(  # type: ignore[attr-defined]
+        spec.schema_model(user_bound=user_id is not None), spec.result_model
+    )
     return tool_fn
 
 
+def _transport_security(host: str) -> TransportSecuritySettings | None:
+    """Host/Origin checks (DNS rebinding) on every loopback bind, not only 127.0.0.1: a page on an attacker's
+    domain that resolves to 127.0.0.2 must not reach the server."""
+    if not is_loopback(host):
+        return None  # reachable from elsewhere: the bearer token guards it
+    bare = host.strip("[]")
+    shown = f"[{bare}]" if ":" in bare else bare
+    hosts = list(dict.fromkeys([shown, "127.0.0.1", "localhost", "[::1]"]))
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{h}:*" for h in hosts] + hosts,
+        allowed_origins=[f"http://{h}:*" for h in hosts] + [f"http://{h}" for h in hosts],
+    )
+
+
 def build_mcp_server(
-    agent_factory: Callable[[], InterestAgent], *, host: str = "127.0.0.1", port: int = DEFAULT_HTTP_PORT
+    agent_factory: Callable[[], InterestAgent],
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_HTTP_PORT,
+    user_id: str | None = None,
 ) -> FastMCP:
-    """A FastMCP server with every registry tool and the profile resource."""
+    """A FastMCP server with every registry tool and the profile resource.
+
+    `user_id`: bind the server to that user: `user_id` leaves every tool's schema, and a call naming any
+    other user is refused."""
+    if user_id is not None:
+        ProfileArgs.model_validate({"user_id": user_id})  # a malformed id fails here, not per call
     mcp = FastMCP(
         name="interestlens",
         instructions="Interest profiles and recommendations grounded in what users wrote. Call observe with "
@@ -107,11 +154,13 @@ def build_mcp_server(
         host=host,
         port=port,
         log_level="WARNING",
+        transport_security=_transport_security(host),
     )
     agent = _LazyAgent(agent_factory)
+    bound = user_id
     for spec in TOOLS:
         mcp.add_tool(
-            _tool_function(spec, agent),
+            _tool_function(spec, agent, user_id),
             name=spec.name,
             description=spec.description,
             annotations=ToolAnnotations(
@@ -119,6 +168,13 @@ def build_mcp_server(
             ),
             structured_output=True,
         )
+        tool = mcp._tool_manager.get_tool(spec.name)
+        if tool is not None:
+            meta = tool.fn_metadata
+            tool.fn_metadata = _RawArguments(
+                arg_model=meta.arg_model, output_schema=meta.output_schema, output_model=meta.output_model,
+                wrap_output=meta.wrap_output,
+            )
 
     @mcp.resource(
         PROFILE_RESOURCE,
@@ -127,6 +183,8 @@ def build_mcp_server(
         description="A user's interest profile (JSON), with evidence spans.",
     )
     async def profile_resource(user_id: str) -> str:
+        if bound is not None and user_id != bound:
+            raise InvalidInputError(f"this server is bound to user {bound!r}; it cannot read {user_id!r}")
         args = ProfileArgs.model_validate({"user_id": user_id})
         profile = await agent.acall(lambda a: a.profile(args.user_id))
         return profile.model_dump_json()
@@ -166,6 +224,17 @@ class BearerTokenMiddleware:
         await self.app(scope, receive, send)
 
 
+def check_token(token: str | None) -> None:
+    """A bearer token worth the name: at least MIN_TOKEN_CHARS, no whitespace (a blank one would pass `if token`)."""
+    if token is None:
+        return
+    if len(token) < MIN_TOKEN_CHARS or any(ch.isspace() for ch in token):
+        raise InvalidInputError(
+            f"the MCP bearer token must be at least {MIN_TOKEN_CHARS} characters with no whitespace "
+            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -176,6 +245,7 @@ def is_loopback(host: str) -> bool:
 
 
 def http_app(mcp: FastMCP, token: str | None) -> ASGIApp:
+    check_token(token)
     app: ASGIApp = mcp.streamable_http_app()
     return BearerTokenMiddleware(app, token) if token else app
 
@@ -194,11 +264,13 @@ def serve(
     host: str = "127.0.0.1",
     port: int = DEFAULT_HTTP_PORT,
     token: str | None = None,
+    user_id: str | None = None,
 ) -> None:
-    """Run the MCP server until the client disconnects (stdio) or the process is stopped (http)."""
+    """Run the MCP server until the client disconnects (stdio) or the process is stopped (http).
+    `user_id`: serve that user only (see build_mcp_server)."""
     if transport == "stdio":
         out = _protocol_stdout()
-        mcp = build_mcp_server(agent_factory)
+        mcp = build_mcp_server(agent_factory, user_id=user_id)
 
         async def run_stdio() -> None:
             from mcp.server.stdio import stdio_server
@@ -211,13 +283,15 @@ def serve(
         return
     if transport != "http":
         raise InvalidInputError(f"unknown MCP transport {transport!r} (use stdio or http)")
-    if not is_loopback(host) and not token:
+    check_token(token)
+    if host not in TOKENLESS_HOSTS and not token:
         raise InvalidInputError(
-            f"refusing to serve MCP on non-loopback address {host} without a bearer token (pass --token)"
+            f"refusing to serve MCP on {host} without a bearer token (pass --token): only 127.0.0.1 and "
+            "localhost may go without one"
         )
     import uvicorn
 
-    mcp = build_mcp_server(agent_factory, host=host, port=port)
+    mcp = build_mcp_server(agent_factory, host=host, port=port, user_id=user_id)
     print(
         f"interestlens MCP server on http://{host}:{port}/mcp"
         + (" (bearer token required)" if token else ""),

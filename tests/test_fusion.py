@@ -1,0 +1,198 @@
+"""Fusion, EASE, the leave-user-out protocol, cross-validation over users, the one estimand, `interestlens tune`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from interestlens.agent.config import Settings
+from interestlens.agent.errors import InvalidInputError
+from interestlens.agent.fusion import FEATURE_INDEX, FEATURES, LinearFusion, fit_lambdarank, load_fusion
+from interestlens.evals import metrics as M
+from interestlens.evals.data import load_dataset
+from interestlens.evals.fitting import LabelledPool, cross_validated_fusions, fold_of_users
+from interestlens.stores.behaviour import build_matrices, ease_scores, fit_ease
+
+# ---------------------------------------------------------------------------------------------- EASE
+
+
+def test_ease_matches_the_closed_form_and_excludes_seeds():
+    pairs = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "c"), ("u3", "b"), ("u3", "c"), ("u4", "a"),
+             ("u4", "b"), ("u4", "d")]
+    m = build_matrices(0, pairs)
+    model = fit_ease(m, lam=1.0, max_items=10)
+    x = m.binary[:, model.items].toarray().astype(float)
+    p = np.linalg.inv(x.T @ x + np.eye(x.shape[1]))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    got = ease_scores(m, model, ["a"], n=10)
+    cols = [m.item_ids[int(j)] for j in model.items]
+    expected = {cols[j]: b[cols.index("a"), j] for j in range(len(cols)) if cols[j] != "a" and b[cols.index("a"), j] > 0}
+    assert "a" not in got and got.keys() == expected.keys()
+    for k, v in expected.items():
+        assert got[k] == pytest.approx(v, rel=1e-5)
+
+
+def test_ease_fits_only_the_most_consumed_items():
+    pairs = [(f"u{u}", f"i{i}") for u in range(6) for i in range(u + 1)]  # i0 consumed by all, i5 by one
+    model = fit_ease(build_matrices(0, pairs), lam=1.0, max_items=3)
+    assert len(model.items) == 3 and model.weights.shape == (3, 3)
+
+
+# ---------------------------------------------------------------------------------------------- fusion
+
+
+def _pool(user: str, n: int, rng: np.random.Generator) -> LabelledPool:
+    f = np.zeros((n, len(FEATURES)))
+    f[:, FEATURE_INDEX["ease_raw"]] = rng.random(n)
+    f[:, FEATURE_INDEX["popularity_raw"]] = rng.random(n)
+    labels = (f[:, FEATURE_INDEX["ease_raw"]] > 0.9).astype(np.int8)  # the planted signal
+    ids = [f"{user}-{i}" for i in range(n)]
+    return LabelledPool(user, user, ids, f, labels, [i for i, y in zip(ids, labels, strict=True) if y])
+
+
+def test_linear_fusion_is_the_weighted_sum_of_ranks():
+    f = np.zeros((3, len(FEATURES)))
+    f[:, FEATURE_INDEX["text_rank"]] = [1.0, 0.5, 0.0]
+    f[:, FEATURE_INDEX["popularity_rank"]] = [0.0, 1.0, 0.5]
+    f[:, FEATURE_INDEX["text_raw"]] = 99.0  # raw columns never enter the linear blend
+    assert LinearFusion({"text": 2.0, "popularity": 1.0}).score(f).tolist() == [2.0, 2.0, 0.5]
+    with pytest.raises(InvalidInputError, match="unknown fusion signal"):
+        LinearFusion({"clicks": 1.0})
+
+
+def test_lambdarank_learns_a_planted_signal_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    pools = [_pool(f"u{i}", 60, rng) for i in range(30)]
+    model = fit_lambdarank([(p.features, p.labels) for p in pools], seed=0)
+    fresh = [_pool(f"new{i}", 60, rng) for i in range(10)]
+
+    def ndcg(score) -> float:
+        return float(np.mean([M.ndcg_at_k([p.ids[i] for i in np.argsort(-score(p))], p.relevant) for p in fresh]))
+
+    assert ndcg(lambda p: model.score(p.features)) > 0.9
+    assert ndcg(lambda p: p.features[:, FEATURE_INDEX["popularity_raw"]]) < 0.5  # the unplanted signal
+    test = fresh[0]
+    path = tmp_path / "fusion.json"
+    model.save(path)
+    again = load_fusion(path)
+    assert np.allclose(again.score(test.features), model.score(test.features))
+    payload = json.loads(path.read_text())
+    payload["features"] = payload["features"][:-1]
+    path.write_text(json.dumps(payload))
+    with pytest.raises(InvalidInputError, match="other features"):
+        load_fusion(path)
+
+
+def test_too_few_queries_to_fit_is_a_clear_error():
+    with pytest.raises(InvalidInputError, match="too few queries"):
+        fit_lambdarank([(np.zeros((3, len(FEATURES))), np.array([1, 0, 0]))])
+
+
+def test_cross_validation_never_scores_a_user_with_a_model_that_saw_them():
+    rng = np.random.default_rng(1)
+    pools = [_pool(f"u{i}", 40, rng) for i in range(20) for _ in range(2)]
+    by_user, folds = cross_validated_fusions(pools, k=4, seed=0)
+    assert set(folds.values()) == {0, 1, 2, 3}
+    for user, model in by_user.items():
+        trained_on = set(model.meta["train_users"])
+        assert user not in trained_on
+        assert trained_on == {u for u, f in folds.items() if f != folds[user]}
+    assert fold_of_users(["a", "b", "c"], 2, 0) == fold_of_users(["c", "a", "b"], 2, 0)  # order-free
+
+
+# ---------------------------------------------------------------------------------------------- protocol
+
+
+def _dataset(root: Path, n_users: int = 8) -> Path:
+    genres = ["Space science fiction.", "Family drama.", "Road comedy."]
+    items = [{"id": str(i), "title": f"Movie {i}", "text": f"Movie {i}. {genres[i % 3]}"} for i in range(30)]
+    cases = []
+    for u in range(n_users):
+        g = u % 3
+        for c in range(2):
+            liked = [str(i) for i in range(30) if i % 3 == g]
+            cases.append({"case_id": f"c{u}-{c}", "user_id": f"u{u}",
+                          "texts": [{"text": f"I love {genres[g].lower().rstrip('.')} films"}],
+                          "history": [liked[c]], "positives": liked[2 + c : 5 + c]})
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "catalog.jsonl").write_text("\n".join(json.dumps(i) for i in items) + "\n")
+    (root / "cases.dev.jsonl").write_text("\n".join(json.dumps(c) for c in cases) + "\n")
+    return root
+
+
+def test_leave_user_out_counts_other_users_positives_never_the_users_own(tmp_path):
+    ds = load_dataset(_dataset(tmp_path / "ds"), "dev")
+    case = ds.cases[0]
+    usable = ds.behaviour_for(case)
+    owners = {x.user_id.split(".")[0] for x in usable}
+    assert "beh-u0" not in owners and len(owners) == 7
+    other = next(c for c in ds.cases if c.user_id != case.user_id)
+    assert set(other.positives) <= {x.item_id for x in usable}  # other users' positives count
+    assert len(ds.own_behaviour(case)) + len(usable) == len(ds.behaviour)
+
+
+def test_one_estimand_when_per_query_and_per_user_means_differ():
+    # User a: one query, difference +1. User b: nine queries, difference 0. Per-query mean 0.1, per-user 0.5.
+    groups = ["a"] + ["b"] * 9
+    sys_a = [1.0] + [0.0] * 9
+    sys_b = [0.0] * 10
+    test = M.paired_permutation_test(sys_a, sys_b, groups, n_perm=2000, seed=0)
+    assert test["mean_diff"] == pytest.approx(0.1)
+    assert test["diff_ci_lo"] <= test["mean_diff"] <= test["diff_ci_hi"]
+    lo, hi = M.bootstrap_ci(sys_a, groups, seed=0)
+    assert lo <= float(np.mean(sys_a)) <= hi
+
+
+@pytest.mark.slow
+def test_tune_fits_stores_and_the_agent_loads_it(tmp_path, capsys):
+    from typer.testing import CliRunner
+
+    from interestlens.agent.service import InterestAgent
+    from interestlens.tools.cli import app, main
+
+    data = _dataset(tmp_path / "ds")
+    store = tmp_path / "store"
+    env = {"INTERESTLENS_EVAL_CACHE": str(tmp_path / "cache")}
+    res = CliRunner().invoke(app, ["--store", str(store), "--llm", "none", "tune", "--data", str(data),
+                                   "--folds", "2", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output[res.output.index("{"):])
+    assert report["kind"] == "lambdarank" and report["n_users"] == 8
+    assert "fusion (cv)" in report["cross_validated_offline_ndcg@10"]
+    agent = InterestAgent(Settings(store=str(store), llm="none"))
+    try:
+        assert agent.fusion.kind == "lambdarank"
+    finally:
+        agent.close()
+    with pytest.raises(SystemExit) as refused:
+        main(["--store", str(store), "--llm", "none", "tune", "--data", str(data), "--split", "test"])
+    assert refused.value.code == 2 and "never on a split named test" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_cross_validates_on_dev_and_never_fits_on_test(tmp_path):
+    from interestlens.evals.harness import run_recommend_eval
+
+    data = _dataset(tmp_path / "ds")
+    dev_lines = (data / "cases.dev.jsonl").read_text().splitlines()
+    test_cases = [json.loads(line) for line in dev_lines[:6]]
+    for c in test_cases:  # the same shapes, other users
+        c["case_id"], c["user_id"] = "t" + c["case_id"], "v" + c["user_id"]
+    test_lines = [json.dumps(c) for c in test_cases]
+    (data / "cases.test.jsonl").write_text("\n".join(test_lines) + "\n")
+    common = {"systems": "popularity,ease,interestlens-nollm", "settings": Settings(llm="none"),
+              "progress": False, "cache_dir": tmp_path / "cache", "folds": 2}
+    dev = run_recommend_eval(data, "dev", "full", out_dir=tmp_path / "dev", **common)
+    fusion = dev.config["fusion"]
+    assert fusion["kind"] == "lambdarank" and "cross-validation" in fusion["mode"]
+    assert set(fusion["fold_of_user"]) == {f"u{i}" for i in range(8)}
+    assert dev.config["commit"] and dev.config["settings"]["llm"] == "none"
+    assert "Ablation" in (tmp_path / "dev" / "report.md").read_text()
+    test = run_recommend_eval(data, "test", "full", **common)
+    fit = test.config["fusion"]
+    assert fit["mode"] == "fit on split(s) dev"
+    assert not set(fit["train_users"]) & {c.user_id for c in load_dataset(data, "test").cases}
