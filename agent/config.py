@@ -67,8 +67,14 @@ class Settings(BaseSettings):
     )
     # A fitted fusion (`interestlens tune` writes one); None: `<store>/fusion.json` when present, else linear.
     fusion_model: str | None = None
+    # LLM stages. None (the default) = auto: on for an LLM you choose (`--llm gguf:...`, `--llm openai:...`, or an
+    # LLM object passed to InterestAgent), off for the packaged SmolLM2-135M floor (`smollm2`), whose decomposition,
+    # composition and reranking measured below the no-LLM path on ReDial dev and cost minutes per turn on 2 cores
+    # (README, evaluation and benchmarks). True/False force a stage on or off for any model.
+    use_llm_decompose: bool | None = None
+    use_llm_compose: bool | None = None
+    rerank: bool | None = None
     # Reranking
-    rerank: bool = True
     rerank_top_n: int = 20
     rerank_permutations: int = 1
     # Weight of the LLM's rank-normalised label score in the rerank fusion, per model id (agent/rerank.py):
@@ -76,5 +82,3 @@ class Settings(BaseSettings):
     # (at 0 the LLM does not reorder, it only writes the justifications of the final top k).
     llm_rank_weights: dict[str, float] = Field(default_factory=dict)
     llm_rank_weight_default: float = 0.0
-    use_llm_decompose: bool = True
-    use_llm_compose: bool = True

@@ -585,7 +585,7 @@ def decompose(
         stats.warnings.append(f"decompose: {n_dropped} passage(s) not the user's own preference were ignored")
     if not sources:
         return []
-    if llm is not None and settings.use_llm_decompose:
+    if llm is not None and settings.use_llm_decompose is not False:  # the caller resolved "auto" (service)
         # Imported here: decompose_llm builds on this module's clause splitter and fallback (no cycle at import).
         from interestlens.agent.decompose_llm import LLMDecomposer
 

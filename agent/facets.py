@@ -257,7 +257,8 @@ def request_facets(
     likes = [i for i in interests if i.polarity is Polarity.LIKE]
     dislikes = [i for i in interests if i.polarity is Polarity.DISLIKE]
     names = [i.name for i in likes + dislikes]
-    vecs = embedder.embed(names) if names and index.genres else np.zeros((0, 1), np.float32)
+    # one (empty) row per name when there is nothing to compare with, so the zips below line up
+    vecs = embedder.embed(names) if names and index.genres else np.zeros((len(names), 1), np.float32)
     soft_sims = _similar_genres(vecs[: len(likes)], index, embedder, _SOFT_MIN_SIM, 2)
     excl_sims = _similar_genres(vecs[len(likes) :], index, embedder, _EXCLUDE_MIN_SIM, 1)
 

@@ -56,6 +56,7 @@ from interestlens.stores.history import HistoryStore
 from interestlens.stores.ids import validate_user_id
 
 EXPANSIONS = ("adjacent", "collaborative", "knowledge")
+FLOOR_LLMS = ("smollm2",)  # packaged models whose LLM stages are off unless asked for (Settings, "auto")
 MAX_K = 500
 _UNSET: Any = object()
 
@@ -160,6 +161,14 @@ class InterestAgent:
         """Use this fusion from now on (None: back to what settings name)."""
         self._fusion = fusion
 
+    def stage_on(self, flag: str) -> bool:
+        """Whether an LLM stage runs: its setting when set, else auto (see Settings): off for the packaged floor
+        model named by default (`smollm2`), on for any LLM the caller chose."""
+        value = getattr(self.settings, flag)
+        if value is not None:
+            return bool(value)
+        return not (isinstance(self._llm_spec, str) and self._llm_spec in FLOOR_LLMS)
+
     @contextlib.contextmanager
     def _user_lock(self, user_id: str) -> Iterator[None]:
         # Profile updates are read-merge-write: serialise them per user within this process, and across
@@ -262,7 +271,7 @@ class InterestAgent:
             linked = link_interests(self._title_linker(), sources, polarity_of, now=now)
         stats.latency_ms["link"] = sw.ms
 
-        llm = self.llm if self.settings.use_llm_decompose else None
+        llm = self.llm if self.stage_on("use_llm_decompose") else None
         # The cache is the store's, scoped to this user, so `forget` removes it with the rest.
         interests = decompose(
             sources + history_sources, llm=llm, embedder=self.embedder, settings=self.settings,
@@ -806,11 +815,12 @@ class InterestAgent:
         working = profile.model_copy(deep=True)
         working.interests.extend(self._expand(working, expand, stats))
 
-        use_rerank = self.settings.rerank if rerank is None else rerank
-        llm = self.llm if (self.settings.use_llm_compose or use_rerank) else None
+        use_rerank = self.stage_on("rerank") if rerank is None else rerank
+        use_compose = self.stage_on("use_llm_compose")
+        llm = self.llm if (use_compose or use_rerank) else None
         sw = Stopwatch()
         intents = compose_intents(
-            working, context, llm=llm if self.settings.use_llm_compose else None,
+            working, context, llm=llm if use_compose else None,
             embedder=self.embedder, settings=self.settings, stats=stats,
         )
         stats.latency_ms["compose_total"] = sw.ms

@@ -2,9 +2,9 @@
 
 Per new user: observe one text (LLM decomposition), then recommend with LLM intent composition and the LLM
 rerank of the top 20 (the scoring pass when the model's `llm_rank_weights` entry is above 0, justifications of
-the top k; `bench/llm_path.py` measures the scoring pass itself). Then the same text is observed again (decomposition cache warm) and recommend
-repeated. Tokens per stage come from StageStats: decompose from observe; compose from a recommend without
-rerank; rerank = full recommend minus compose.
+the top k; `bench/llm_path.py` measures the scoring pass itself). Then the same text is observed again
+(decomposition cache warm) and recommend repeated. Tokens per stage come from StageStats: decompose from
+observe; compose from a recommend without rerank; rerank = full recommend minus compose.
 
     python -m bench.e2e --n 10000 --users 5
 """

@@ -200,15 +200,19 @@ class StageRunner:
         return self._llm
 
     def agent(self, catalog: Literal["demo"] | list[Item]) -> Any:
-        from interestlens.agent.service import InterestAgent
+        from interestlens.agent.service import FLOOR_LLMS, InterestAgent
         from interestlens.stores.chroma_store import ChromaStore
 
         items = demo_catalog() if catalog == "demo" else catalog
         key = "demo" if catalog == "demo" else content_hash(*(i.content_hash() for i in items))
         if key not in self._agents:
             store = ChromaStore(str(self.root / f"store-{key}"), self.embedder)
+            update: dict[str, Any] = {"store": str(self.root / f"store-{key}")}
+            if self.settings.llm in FLOOR_LLMS:  # the suite runs what a user of this model gets by default
+                update |= {f: False for f in ("use_llm_decompose", "use_llm_compose", "rerank")
+                           if getattr(self.settings, f) is None}
             agent = InterestAgent(
-                self.settings.model_copy(update={"store": str(self.root / f"store-{key}")}),
+                self.settings.model_copy(update=update),
                 llm=self.llm(),
                 embedder=self.embedder,
                 store=store,
@@ -247,7 +251,7 @@ class StageRunner:
                 if case.stage == "compose":
                     from interestlens.agent.compose import compose_intents
 
-                    llm = agent.llm if self.settings.use_llm_compose else None
+                    llm = agent.llm if agent.stage_on("use_llm_compose") else None
                     intents = compose_intents(
                         profile,
                         case.context,

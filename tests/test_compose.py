@@ -122,7 +122,7 @@ def test_with_tiny_llm(tiny_llm, embedder, settings):
         stats=stats,
     )
     _check_intents(intents, profile, settings)
-    assert stats.llm_calls == 1
+    assert stats.llm_calls == 1 + min(stats.invalid_outputs, 1)  # one call, and one retry when invalid
     # The tiny model may or may not produce a usable grouping; either way the contract holds.
     assert stats.fallbacks in (0, 1)
     if stats.fallbacks == 0:

@@ -10,7 +10,13 @@ import pytest
 from pydantic import ValidationError
 
 from interestlens.agent.decompose import DictCache, decompose
-from interestlens.agent.decompose_llm import MAX_TOPIC_WORDS, LLMDecomposer, labels_model
+from interestlens.agent.decompose_llm import (
+    MAX_CLAUSES_PER_CALL,
+    MAX_TOPIC_WORDS,
+    TOKENS_PER_CLAUSE,
+    LLMDecomposer,
+    labels_model,
+)
 from interestlens.agent.llm.base import LLMUsage, StructuredResponse
 from interestlens.agent.llm.schema import validate_reply
 from interestlens.agent.models import Polarity, SourceText, StageStats
@@ -90,8 +96,8 @@ def test_labelling_with_packaged_model_is_grounded(tiny_llm, embedder, settings)
     for it in out:
         assert it.extractor in (f"llm:{tiny_llm.model_id}", "cluster")
         assert "recommend" not in " ".join(e.text for e in it.evidence).lower()  # a request is never evidence
-    # a few tokens per clause, not copied quotes
-    assert stats.completion_tokens <= 2 * (20 + 24 * len(CHAT))
+    # a few tokens per clause, not copied quotes: each call's budget (twice: a cut reply is asked again once)
+    assert stats.completion_tokens <= stats.llm_calls * 2 * (20 + TOKENS_PER_CLAUSE * MAX_CLAUSES_PER_CALL)
     again = StageStats()
     decompose(sources, llm=tiny_llm, embedder=embedder, settings=settings, stats=again, cache=cache, user_id="u1")
     assert again.llm_calls == 0  # the cache is keyed by the rendered prompt and the schema

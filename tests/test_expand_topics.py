@@ -81,7 +81,8 @@ def test_topics_named_by_tiny_llm(three_users, embedder, settings, tiny_llm):
     stats = StageStats()
     topics = build_topics(three_users, embedder, llm=tiny_llm, settings=settings, stats=stats)
     multi = [t for t in topics if len(t.interest_names) > 1]
-    assert stats.llm_calls == len(multi) >= 1
+    # one call per multi-member topic, plus the one retry of an invalid reply (agent/llm/call.py)
+    assert len(multi) >= 1 and len(multi) <= stats.llm_calls <= len(multi) + stats.invalid_outputs
     assert all(0 < len(t.name) <= 40 for t in multi)
 
 
@@ -116,7 +117,7 @@ def test_adjacent_expansion_with_tiny_llm(embedder, settings, tiny_llm):
     u1 = _users()["u1"]
     stats = StageStats()
     out = expand_adjacent(u1, llm=tiny_llm, embedder=embedder, settings=settings, stats=stats, max_new=3)
-    assert stats.llm_calls == 1 and len(out) <= 3
+    assert stats.llm_calls == 1 + min(stats.invalid_outputs, 1) and len(out) <= 3  # one call, one retry at most
     existing = {i.name.lower() for i in u1.interests}
     for i in out:
         assert i.origin is InterestOrigin.EXPANDED_ADJACENT and i.evidence == []

@@ -30,7 +30,8 @@ def test_ease_matches_the_closed_form_and_excludes_seeds():
     np.fill_diagonal(b, 0.0)
     got = ease_scores(m, model, ["a"], n=10)
     cols = [m.item_ids[int(j)] for j in model.items]
-    expected = {cols[j]: b[cols.index("a"), j] for j in range(len(cols)) if cols[j] != "a" and b[cols.index("a"), j] > 0}
+    row = b[cols.index("a")]
+    expected = {cols[j]: row[j] for j in range(len(cols)) if cols[j] != "a" and row[j] > 0}
     assert "a" not in got and got.keys() == expected.keys()
     for k, v in expected.items():
         assert got[k] == pytest.approx(v, rel=1e-5)

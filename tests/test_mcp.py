@@ -197,5 +197,6 @@ def test_non_loopback_without_token_is_refused(store_dir):
         timeout=120,
     )
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1].startswith("error: refusing to serve MCP on 0.0.0.0 without a bearer token")
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: refusing to serve MCP on 0.0.0.0 without a bearer token")
     assert Path(store_dir).exists()
