@@ -173,6 +173,8 @@ class InterestProfile(BaseModel):
     version: int = 0
     updated_at: datetime = Field(default_factory=utcnow)
     history: list[str] = Field(default_factory=list)  # item ids consumed (never recommended back)
+    # Items consumed without saying they were liked (rated, watched): never recommended, never used as seeds.
+    seen: list[str] = Field(default_factory=list)
 
     def active(self) -> list[SubInterest]:
         return [i for i in self.interests if not i.muted]

@@ -202,7 +202,7 @@ def profile_seeds(profile: InterestProfile) -> RetrievalSeeds:
     history = list(profile.history)
     mention = list(dict.fromkeys([*linked_likes, *reversed(history)]))[:MAX_MENTION_SEEDS]
     behaviour = list(dict.fromkeys([*linked_likes, *history]))
-    return RetrievalSeeds(mention, behaviour, set(history) | set(linked_all))
+    return RetrievalSeeds(mention, behaviour, set(history) | set(linked_all) | set(profile.seen))
 
 
 @dataclass

@@ -230,8 +230,12 @@ class InterestAgent:
         *,
         history: Sequence[str] = (),
         messages: Sequence[Any] | None = None,
+        seen: Sequence[str] = (),
     ) -> ObserveResult:
         """Decompose texts (and consumed items) into sub-interests and merge them into the user's profile.
+
+        `history`: items consumed and liked (evidence and seeds); `seen`: consumed without a verdict (only
+        never recommended again).
 
         `texts` may also be chat messages (`[{"role", "content"}]`, LangChain messages), or pass them as
         `messages`: only user turns are observed; requests and chit-chat are not stored; a reply such as
@@ -285,6 +289,8 @@ class InterestAgent:
             for h in history_items:
                 if h.id not in profile.history:
                     profile.history.append(h.id)
+            known_seen = {str(i) for i in seen} - set(profile.history) - set(profile.seen)
+            profile.seen.extend(sorted(i.id for i in self.store.get_items(sorted(known_seen))))
             outcome = merge_interests(
                 profile, linked + referenced + interests, self.embedder, self.settings, now=now
             )

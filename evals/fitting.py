@@ -99,7 +99,8 @@ def collect_pools(
                 agent.forget(uid)
                 try:
                     if case.texts or case.history:
-                        agent.observe(uid, list(case.texts), history=list(case.history))
+                        seen = sorted(ds.consumed(case) - set(case.history))
+                        agent.observe(uid, list(case.texts), history=list(case.history), seen=seen)
                     for q in build_queries(ds, case, protocol, seed):
                         pool = agent.candidate_pool(uid, context=case.context, candidate_ids=q.candidate_ids)
                         labels = np.isin(np.array(pool.ids, dtype=object), list(q.relevant)).astype(np.int8)

@@ -140,10 +140,15 @@ class AgentSystem:
 
     is_agent = True
 
-    def __init__(self, name: str, agent: Any, rerank: bool) -> None:
+    def __init__(self, name: str, agent: Any, rerank: bool, consumed: Any = None) -> None:
         self.name = name
         self.agent = agent
         self.rerank = rerank
+        self.consumed = consumed  # EvalDataset.consumed
+
+    def seen(self, case: EvalCase) -> list[str]:
+        """The user's other consumed items (their interactions.jsonl rows): a deployment knows them too."""
+        return sorted(self.consumed(case) - set(case.history)) if self.consumed is not None else []
 
     def run_case(self, case: EvalCase, queries: Sequence[Query], k: int) -> CaseRun:
         uid = eval_user_id(case)
@@ -152,7 +157,7 @@ class AgentSystem:
         try:
             self.agent.forget(uid)  # a crashed earlier run may have left this user behind
             if case.texts or case.history:
-                obs = self.agent.observe(uid, list(case.texts), history=list(case.history))
+                obs = self.agent.observe(uid, list(case.texts), history=list(case.history), seen=self.seen(case))
                 run.stats.add(obs.stats)
             for q in queries:
                 tq = time.perf_counter()
@@ -321,7 +326,8 @@ def run_recommend_eval(
         env = AgentEnvironment(ds, settings, cache, embedder, progress)
         for n in agent_names:
             runners[n] = AgentSystem(
-                n, env.agent(with_llm=n != "interestlens-nollm"), rerank=n == "interestlens-rerank"
+                n, env.agent(with_llm=n != "interestlens-nollm"), rerank=n == "interestlens-rerank",
+                consumed=ds.consumed,
             )
     k = FULL_K if protocol == "full" else 20
 
