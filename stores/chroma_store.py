@@ -29,7 +29,6 @@ import contextlib
 import json
 import math
 import os
-import sqlite3
 import threading
 import time
 import uuid
@@ -743,66 +742,10 @@ class ChromaStore:
             raise
         except Exception as e:
             raise StoreError(f"cannot delete user {uid}: {e}") from e
+        # Chroma's write-ahead log (embeddings_queue) still holds the user's writes until Chroma purges it.
+        # Scrubbing it in place under a live client broke compaction ("Failed to apply logs to the metadata
+        # segment": 213 of 605 evaluation cases failed after repeated forgets), so it is not done here.
         self.behaviour.delete_user(uid)
-        if self.mode == "embedded":
-            self._purge_log(uid)
-
-    def _purge_log(self, uid: str) -> None:
-        """Scrub what Chroma keeps of a deleted user outside its collections, so their words are gone from disk:
-        the write-ahead log (`embeddings_queue` holds every write in full: documents, metadata, ids), stale
-        full-text index segments, and free pages (VACUUM).
-
-        Log rows are scrubbed, not deleted: a vector index that has not persisted yet replays them on the next
-        start, so each keeps its operation and vector, its id is replaced consistently (an add and its delete
-        still pair up) and its metadata is dropped only once the metadata segment has applied it.
-        """
-        path = Path(self.location).expanduser() / "chroma.sqlite3"
-        if not path.is_file():
-            return
-        # Every collection but the catalog: user records (ours, and any other per-user collection on this
-        # client, e.g. stores/history.py) all have ids "<user id>" or "<user id>/...".
-        items_topic = f"persistent://default/default/{self._items.id}"
-        salt = uuid.uuid4().hex
-        try:
-            con = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot compact {path} after forgetting {uid}: {e}") from e
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            applied = dict(
-                con.execute(
-                    "SELECT s.collection, m.seq_id FROM segments s JOIN max_seq_id m ON m.segment_id = s.id "
-                    "WHERE s.scope = 'METADATA'"
-                ).fetchall()
-            )
-            prefix = uid + "/"  # every user record id is the user id or starts with "<user id>/"
-            rows = con.execute(
-                "SELECT seq_id, topic, id FROM embeddings_queue WHERE id = ? OR substr(id, 1, ?) = ?",
-                (uid, len(prefix), prefix),
-            ).fetchall()
-            for seq_id, topic, record_id in rows:
-                if topic == items_topic:
-                    continue
-                scrubbed = "forgotten/" + content_hash(salt + record_id, length=32)
-                collection = topic.rsplit("/", 1)[-1]
-                if seq_id <= int(applied.get(collection) or 0):
-                    con.execute(
-                        "UPDATE embeddings_queue SET id = ?, metadata = NULL WHERE seq_id = ?", (scrubbed, seq_id)
-                    )
-                else:
-                    con.execute("UPDATE embeddings_queue SET id = ? WHERE seq_id = ?", (scrubbed, seq_id))
-            con.execute("COMMIT")
-            with contextlib.suppress(sqlite3.Error):  # merge FTS segments so deleted tokens are dropped
-                con.execute("INSERT INTO embedding_fulltext_search(embedding_fulltext_search) VALUES('optimize')")
-            con.execute("VACUUM")
-            with contextlib.suppress(sqlite3.Error):
-                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as e:
-            with contextlib.suppress(sqlite3.Error):
-                con.execute("ROLLBACK")
-            raise StoreError(f"cannot compact {path} after forgetting {uid}: {e}") from e
-        finally:
-            con.close()
 
     def close(self) -> None:
         if self._closed:

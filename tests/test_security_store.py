@@ -210,6 +210,8 @@ def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
     return hits
 
 
+@pytest.mark.xfail(strict=True, reason="Chroma's write-ahead log keeps a forgotten user's writes: the in-place scrub "
+                   "corrupted compaction under repeated forgets and was removed (issue 12, item 4, open)")
 def test_forget_leaves_no_trace_on_disk_embedded(tmp_path, demo_items):
     store_dir = tmp_path / "store"
     agent = InterestAgent(Settings(store=str(store_dir), llm="none"))
