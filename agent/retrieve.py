@@ -159,21 +159,20 @@ def _rrf(ranked_lists: Sequence[Sequence[tuple[str, float]]], intents: Sequence[
 class RequestFacets:
     """A request's facet query over one catalog's facet index: candidates, soft scores and the hard filter."""
 
-    def __init__(self, query: FacetQuery, index: FacetIndex, popularity: Mapping[str, float]) -> None:
+    def __init__(self, query: FacetQuery, index: FacetIndex) -> None:
         self.query = query
         self.index = index
-        self.popularity = popularity
 
     def __bool__(self) -> bool:
         return bool(self.query.soft or self.query.exclude or self.query.require)
 
-    def candidates(self, n: int) -> list[str]:
+    def candidates(self, n: int, popularity: Mapping[str, float]) -> list[str]:
         """Items carrying the request's soft facets, best share first, then the most popular."""
         ids = {i for key in self.query.soft for i in self.index.by_facet.get(key, ())}
         if not ids:
             return []
         share = facet_scores(self.query, list(ids), self.index)
-        ranked = heapq.nlargest(4 * n, ids, key=lambda i: (share[i], self.popularity.get(i, 0.0), i))
+        ranked = heapq.nlargest(4 * n, ids, key=lambda i: (share[i], popularity.get(i, 0.0), i))
         return [i for i in ranked if passes_hard(self.query, i, self.index)][:n]
 
     def scores(self, ids: Sequence[str]) -> dict[str, float]:
@@ -288,7 +287,7 @@ def build_pool(
         in_pool = set(pool)
         extra = [i for i in [*cooc, *ease] if i not in in_pool and i not in excluded]
         if facets is not None:
-            extra += [i for i in facets.candidates(FACET_POOL_N) if i not in in_pool and i not in excluded]
+            extra += [i for i in facets.candidates(FACET_POOL_N, pop) if i not in in_pool and i not in excluded]
         # The most popular items always compete: on real data what many people consume is a strong prior
         # that text alone misses (a popularity-only ranking beats text embeddings on ReDial and MovieLens).
         n_popular = POPULAR_POOL_N if (pool or extra) else COLD_START_N

@@ -153,8 +153,8 @@ class InterestAgent:
         index = self._facet_index
         if not index.by_facet:
             return None
-        facets = RequestFacets(request_facets(profile, context, index, self.embedder), index,
-                               self.store.popularity_scores())
+        # Popularity comes from the pool builder, which reads it once per request.
+        facets = RequestFacets(request_facets(profile, context, index, self.embedder), index)
         return facets if facets else None
 
     def set_fusion(self, fusion: Fusion | None) -> None:
