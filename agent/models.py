@@ -413,6 +413,7 @@ class HistoryEntry(BaseModel):
     item_id: str | None = None
     profile_version: int = 0
     undoes: str | None = None  # for operation undo: the entry it reverted
+    interaction_ts: datetime | None = None  # feedback: the behaviour row it wrote (user, item, ts), undo removes it
     # The whole profile before this change, so `undo` restores it exactly (None: there was no profile).
     profile_before: InterestProfile | None = None
 

@@ -514,6 +514,9 @@ class InterestAgent:
             restored.version = (current.version if current else 0) + 1
             restored.updated_at = datetime.now(UTC)
             self.store.save_profile(restored)
+            if target.interaction_ts is not None and target.item_id:  # a feedback's behaviour row goes too
+                self.store.behaviour.delete_interaction(user_id, target.item_id, target.interaction_ts)
+                self._linker = None  # popularity changed
             self._record(HistoryOp.UNDO, current, restored, undoes=target.id, item_id=target.item_id)
             return restored
 
@@ -530,6 +533,7 @@ class InterestAgent:
     def _record(
         self, op: HistoryOp, before: InterestProfile | None, after: InterestProfile, *,
         source_text: str | None = None, item_id: str | None = None, undoes: str | None = None,
+        interaction_ts: datetime | None = None,
     ) -> None:
         store = self.history_store
         if store is None:
@@ -546,7 +550,7 @@ class InterestAgent:
         store.append(
             HistoryEntry(
                 user_id=after.user_id, operation=op, changes=changes, source_text=source_text, item_id=item_id,
-                profile_version=after.version, undoes=undoes, profile_before=before,
+                profile_version=after.version, undoes=undoes, profile_before=before, interaction_ts=interaction_ts,
             )
         )
 
@@ -685,7 +689,10 @@ class InterestAgent:
             if sources:
                 self.store.add_sources(user_id, sources)
             self.store.save_profile(profile)
-            self._record(HistoryOp.FEEDBACK, before, profile, source_text=note or verdict.value, item_id=item.id)
+            self._record(
+                HistoryOp.FEEDBACK, before, profile, source_text=note or verdict.value, item_id=item.id,
+                interaction_ts=now,
+            )
         self._linker = None  # popularity changed
         return FeedbackResult(
             user_id=user_id, item_id=item.id, kind=verdict, interest=interest, profile_version=profile.version
@@ -759,10 +766,12 @@ class InterestAgent:
             total=total, query=query,
         )
 
-    def forget(self, user_id: str) -> bool:
+    def forget(self, user_id: str, *, purge: bool = True) -> bool:
         """Remove every trace of the user: profile, interests, sources, history, caches, remembered results.
 
-        Returns False when nothing was stored about the user (so a caller can say so)."""
+        `purge` (default) also removes the deleted bytes from disk: Chroma's write-ahead log and SQLite's
+        free pages (stores/purge.py); evaluations turn it off for their temporary users, as it rewrites the
+        store file. Returns False when nothing was stored about the user (so a caller can say so)."""
         validate_user_id(user_id)
         # Under the user lock: every write for this user (observe, edits, recommend's last result) takes it
         # too, and checks the profile still exists, so nothing is written back after this.
@@ -770,7 +779,7 @@ class InterestAgent:
             existed = self._has_data(user_id)
             if self.history_store is not None:  # first: the store's purge below then covers its records too
                 self.history_store.delete_user(user_id)
-            self.store.delete_user(user_id)
+            self.store.delete_user(user_id, purge=purge)
         return existed
 
     # ------------------------------------------------------------------ recommend

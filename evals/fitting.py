@@ -96,7 +96,7 @@ def collect_pools(
         for user, user_cases in user_loop(env, cases):
             for case in user_cases:
                 uid = eval_user_id(case)
-                agent.forget(uid)
+                agent.forget(uid, purge=False)
                 try:
                     if case.texts or case.history:
                         seen = sorted(ds.consumed(case) - set(case.history))
@@ -106,7 +106,7 @@ def collect_pools(
                         labels = np.isin(np.array(pool.ids, dtype=object), list(q.relevant)).astype(np.int8)
                         out.append(LabelledPool(user, q.key, pool.ids, pool.features, labels, list(q.relevant)))
                 finally:
-                    agent.forget(uid)
+                    agent.forget(uid, purge=False)
                 bar.update(1)
     finally:
         bar.close()

@@ -155,7 +155,7 @@ class AgentSystem:
         run = CaseRun(outputs=[])
         t0 = time.perf_counter()
         try:
-            self.agent.forget(uid)  # a crashed earlier run may have left this user behind
+            self.agent.forget(uid, purge=False)  # a crashed earlier run may have left this user behind
             if case.texts or case.history:
                 obs = self.agent.observe(uid, list(case.texts), history=list(case.history), seen=self.seen(case))
                 run.stats.add(obs.stats)
@@ -183,7 +183,7 @@ class AgentSystem:
             run.errors += 1
             run.outputs.extend(SystemOutput(ranked=[]) for _ in range(len(queries) - len(run.outputs)))
         finally:
-            self.agent.forget(uid)
+            self.agent.forget(uid, purge=False)
         run.latency_ms = (time.perf_counter() - t0) * 1000.0
         return run
 

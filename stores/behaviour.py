@@ -1,13 +1,12 @@
-"""Behavioural signals from interactions: popularity and item-item co-occurrence.
+"""Behavioural signals from interactions: popularity, item-item co-occurrence and EASE.
 
-Interactions live in a small SQLite file (the store directory in embedded mode, a local state directory in
-http mode) because 100k rows are a few milliseconds for SQLite but minutes of Chroma upserts with dummy
-vectors. Rows are keyed by (user, item, ts), so re-ingesting the same file is idempotent.
+Rows live where `interaction_rows.py` keeps them: a SQLite file in embedded mode, the Chroma server itself in
+server mode (so every client of one server sees the same behaviour).
 
 Signals use implicit feedback: a user either interacted with an item (value > 0) or not. Ratings are kept for
 callers but not used as weights, since a low star rating is still evidence of co-consumption.
-The sparse user x item matrix is rebuilt lazily when the `generation` counter in the file changes, which also
-notices writes from other processes sharing the file.
+The sparse user x item matrix is rebuilt lazily when the rows' `generation` token changes, which also notices
+writes from other processes.
 
 EASE (Steck 2019, "Embarrassingly Shallow Autoencoders"): the closed-form item-item model
 B = I - P / diag(P), P = (X^T X + lambda I)^-1, zero diagonal, fit on the binary matrix. It is the strongest
@@ -18,32 +17,20 @@ simple collaborative baseline on sparse data. The inverse is cubic in the number
 from __future__ import annotations
 
 import math
-import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import ValidationError
 
-from interestlens.agent.errors import InvalidInputError, StoreError
+from interestlens.agent.errors import InvalidInputError
 from interestlens.agent.models import Interaction
 from interestlens.stores.ids import validate_item_id, validate_user_id
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS interactions (
-    user_id TEXT NOT NULL,
-    item_id TEXT NOT NULL,
-    value REAL NOT NULL,
-    ts TEXT NOT NULL,            -- ISO timestamp or '' when unknown (NULL would defeat the primary key)
-    PRIMARY KEY (user_id, item_id, ts)
-);
-CREATE INDEX IF NOT EXISTS interactions_item ON interactions(item_id);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', 0);
-"""
+from interestlens.stores.interaction_rows import InteractionRows, Row, SqliteInteractions
 
 # EASE's L2 strength: fixed at 20 before any evaluation (small data: a few hundred users), never tuned on
 # reported cases. Item cap: the inverse is cubic; 3,000 items is ~1 s on 2 cores and covers the items that
@@ -54,7 +41,7 @@ EASE_MAX_ITEMS = 3000
 
 @dataclass
 class BehaviourMatrices:
-    generation: int
+    generation: int | str
     item_ids: list[str]
     item_index: dict[str, int]
     normalised: sp.csc_matrix  # users x items, binary, columns scaled to unit L2 norm
@@ -64,31 +51,28 @@ class BehaviourMatrices:
 
 
 class BehaviourStore:
-    """Interactions in SQLite plus cached sparse matrices for popularity and co-occurrence."""
+    """Signals (popularity, co-occurrence, EASE) over interaction rows, with matrices cached per generation."""
 
     def __init__(
-        self, path: str | Path, *, ease_lambda: float = EASE_LAMBDA, ease_max_items: int = EASE_MAX_ITEMS
+        self, rows: InteractionRows | str | Path, *, ease_lambda: float = EASE_LAMBDA,
+        ease_max_items: int = EASE_MAX_ITEMS,
     ) -> None:
-        self.path = Path(path)
+        self.rows: InteractionRows = SqliteInteractions(rows) if isinstance(rows, str | Path) else rows
         self.ease_lambda = ease_lambda
         self.ease_max_items = ease_max_items
         self._ease: EaseModel | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.executescript(_SCHEMA)
-            self._conn.commit()
-        except (OSError, sqlite3.Error) as e:
-            raise StoreError(f"cannot open interaction store {self.path}: {e}") from e
         self._lock = threading.RLock()
         self._cache: BehaviourMatrices | None = None
+
+    @property
+    def location(self) -> str:
+        return self.rows.location
 
     # -- writes ------------------------------------------------------------------------------------
 
     def add(self, interactions: Iterable[Interaction | dict]) -> int:
-        """Insert interactions in one transaction; returns how many were new. A bad row rejects the batch."""
-        rows: list[tuple[str, str, float, str]] = []
+        """Insert interactions in one batch; returns how many were new. A bad row rejects the batch."""
+        rows: list[Row] = []
         for n, raw in enumerate(interactions, start=1):
             try:
                 it = raw if isinstance(raw, Interaction) else Interaction.model_validate(raw)
@@ -105,52 +89,38 @@ class BehaviourStore:
         if not rows:
             return 0
         with self._lock:
-            try:
-                with self._conn:
-                    before = self._conn.execute("SELECT COUNT(*) FROM interactions").fetchone()[0]
-                    self._conn.executemany(
-                        "INSERT INTO interactions(user_id, item_id, value, ts) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT(user_id, item_id, ts) DO UPDATE SET value = excluded.value",
-                        rows,
-                    )
-                    self._bump()
-                    after = self._conn.execute("SELECT COUNT(*) FROM interactions").fetchone()[0]
-            except sqlite3.Error as e:
-                raise StoreError(f"cannot write interactions to {self.path}: {e}") from e
-        return after - before
+            return self.rows.insert(rows)
 
-    def delete_user(self, user_id: str) -> int:
-        return self.delete_users([user_id])
+    def delete_user(self, user_id: str, *, purge: bool = False) -> int:
+        return self.delete_users([user_id], purge=purge)
 
-    def delete_users(self, user_ids: Sequence[str]) -> int:
-        """Every row of these users, in one transaction."""
-        with self._lock, self._conn:
-            cur = self._conn.executemany("DELETE FROM interactions WHERE user_id = ?", [(u,) for u in user_ids])
-            self._bump()
-            return cur.rowcount
+    def delete_users(self, user_ids: Sequence[str], *, purge: bool = False) -> int:
+        """Every row of these users. `purge` also leaves no byte of them on disk where the backend can."""
+        with self._lock:
+            return self.rows.delete_users(list(user_ids), purge=purge)
 
-    def _bump(self) -> None:
-        self._conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+    def delete_interaction(self, user_id: str, item_id: str, ts: datetime | None) -> int:
+        """The one row keyed (user, item, ts); 0 when it is not there."""
+        with self._lock:
+            return self.rows.delete_row(user_id, item_id, ts.isoformat() if ts else "")
 
     # -- reads -------------------------------------------------------------------------------------
 
     def count(self, user_id: str | None = None) -> int:
-        with self._lock:
-            if user_id is None:
-                return self._conn.execute("SELECT COUNT(*) FROM interactions").fetchone()[0]
-            return self._conn.execute(
-                "SELECT COUNT(*) FROM interactions WHERE user_id = ?", (user_id,)
-            ).fetchone()[0]
+        return self.rows.count(user_id)
+
+    def user_interactions(self, user_id: str) -> list[Interaction]:
+        """Every row of the user, oldest first (for export)."""
+        return [
+            Interaction(user_id=user_id, item_id=i, value=v, ts=t or None) for i, v, t in self.rows.user_rows(user_id)
+        ]
 
     def user_items(self, user_id: str) -> list[str]:
         """Items the user interacted with, oldest first where timestamps exist."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT item_id, MIN(ts) AS t FROM interactions WHERE user_id = ? "
-                "GROUP BY item_id ORDER BY t, item_id",
-                (user_id,),
-            ).fetchall()
-        return [r[0] for r in rows]
+        first: dict[str, str] = {}
+        for item, _, ts in self.rows.user_rows(user_id):
+            first[item] = min(first.get(item, ts), ts)
+        return sorted(first, key=lambda i: (first[i], i))
 
     def popularity_scores(self) -> dict[str, float]:
         """log1p(number of users who interacted), divided by the maximum, so the top item scores 1.0."""
@@ -173,26 +143,20 @@ class BehaviourStore:
             model = self._ease
         return ease_scores(m, model, seed_item_ids, exclude, n)
 
-    def _generation(self) -> int:
-        return self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
-
     def _matrices(self) -> BehaviourMatrices:
         with self._lock:
-            gen = self._generation()
+            gen = self.rows.generation()
             if self._cache is not None and self._cache.generation == gen:
                 return self._cache
-            rows = self._conn.execute(
-                "SELECT DISTINCT user_id, item_id FROM interactions WHERE value > 0"
-            ).fetchall()
-            self._cache = build_matrices(gen, rows)
+            self._cache = build_matrices(gen, self.rows.positive_pairs())
             return self._cache
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self.rows.close()
 
 
-def build_matrices(generation: int, pairs: Sequence[tuple[str, str]]) -> BehaviourMatrices:
+def build_matrices(generation: int | str, pairs: Sequence[tuple[str, str]]) -> BehaviourMatrices:
     user_index: dict[str, int] = {}
     item_index: dict[str, int] = {}
     r = np.fromiter(
@@ -236,7 +200,7 @@ def cooccurrence_scores(
 
 @dataclass
 class EaseModel:
-    generation: int
+    generation: int | str
     items: np.ndarray  # matrix columns the model covers
     weights: np.ndarray  # B, items x items, zero diagonal
 

@@ -10,8 +10,8 @@ Layout (collections use `embedding_function=None`; vectors always come from our 
 
 Side data lives in Chroma (not a local SQLite file) so it works unchanged against a `chroma run` server
 shared by several processes, and so `delete_user` is verifiable by reading Chroma alone: every user record
-carries `user_id` metadata. Interactions are the exception (see behaviour.py): they go to SQLite in the
-store directory, or under `state_dir` (default ~/.interestlens/state/<host>-<port>) in http mode.
+carries `user_id` metadata. Interactions (stores/interaction_rows.py) go to SQLite in the store directory in
+embedded mode, and to an `interactions` collection on the server in http mode, so clients agree.
 
 Profile saves are crash-safe: the new interest records are written under a fresh generation id, then the
 profile record (the commit point) is switched to that generation, then older generations are deleted.
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import threading
@@ -56,13 +57,17 @@ from interestlens.agent.models import (
 )
 from interestlens.agent.profile import interest_text
 from interestlens.stores.behaviour import BehaviourStore
+from interestlens.stores.history import COLLECTION as HISTORY_COLLECTION
 from interestlens.stores.ids import validate_item_id, validate_user_id
+from interestlens.stores.interaction_rows import ChromaInteractions
+from interestlens.stores.purge import flush_logs, open_user_data_collection, vacuum_sqlite
 
 _RESERVED_PREFIXES = ("_il_", "chroma:", "$", "#")
 _INT64 = 2**63
 _DUMMY = [0.0]  # vector for records that are looked up by id/metadata only
 _LOCK_NAME = ".interestlens.lock"
 _BEHAVIOUR_FILE = "interactions.sqlite3"
+_log = logging.getLogger(__name__)
 _PROFILE_READ_RETRIES = 5
 # A Chroma server that stops answering must not hang the caller forever (seconds).
 HTTP_CONNECT_TIMEOUT_S = 5.0
@@ -267,6 +272,7 @@ class ChromaStore:
         else:
             self.mode = "embedded"
             directory = Path(self.location).expanduser()
+            self._directory = directory
             try:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as e:
@@ -282,9 +288,17 @@ class ChromaStore:
             side_dir = Path(state_dir) if state_dir else directory
         try:
             self._open_collections()
-            self.behaviour = BehaviourStore(
-                side_dir / ((f"{namespace}." if namespace else "") + _BEHAVIOUR_FILE)
-            )
+            local_file = side_dir / ((f"{namespace}." if namespace else "") + _BEHAVIOUR_FILE)
+            if self.mode == "http":  # one truth: every client of the server sees the same behaviour
+                self.behaviour = BehaviourStore(ChromaInteractions(self.client, namespace, self.location))
+                if local_file.exists():
+                    _log.warning(
+                        "interactions in %s (kept by an older version on this client) are not on the server: "
+                        "`interestlens store copy` moves a store with its interactions",
+                        local_file,
+                    )
+            else:
+                self.behaviour = BehaviourStore(local_file)
         except Exception:
             self.close()
             raise
@@ -305,13 +319,13 @@ class ChromaStore:
             self._items = self.client.get_or_create_collection(
                 self._name("items"), embedding_function=None, configuration=cosine, metadata=vec_meta
             )
-            self._interests = self.client.get_or_create_collection(
-                self._name("interests"), embedding_function=None, configuration=cosine, metadata=vec_meta
-            )
+            self._interests = open_user_data_collection(self.client, self._name("interests"), cosine, vec_meta)
             self._profiles, self._sources, self._cache, self._results, self._leases = (
-                self.client.get_or_create_collection(self._name(n), embedding_function=None)
+                open_user_data_collection(self.client, self._name(n))
                 for n in ("profiles", "sources", "llm_cache", "last_results", "leases")
             )
+            # stores/history.py writes it; opened here too so purge and copy see every user collection
+            self._history = open_user_data_collection(self.client, self._name(HISTORY_COLLECTION))
         except httpx.TransportError as e:
             raise _transport_error(self.location, e) from e
         except Exception as e:
@@ -330,6 +344,7 @@ class ChromaStore:
                 for c in (self._items, self._interests, self._profiles, self._sources, self._cache, self._results)
             )
             self._leases = _GuardedCollection(self._leases, self.location)
+            self._history = _GuardedCollection(self._history, self.location)
 
     def collections(self) -> dict[str, Any]:
         """The raw Chroma collections by logical name (for inspection and tests)."""
@@ -341,21 +356,18 @@ class ChromaStore:
             "llm_cache": self._cache,
             "last_results": self._results,
             "leases": self._leases,
+            "history": self._history,
         }
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         vecs = np.asarray(self.embedder.embed(texts), dtype=np.float32)
         if vecs.shape != (len(texts), self.embedder.dim):
-            raise StoreError(
-                f"embedder returned shape {vecs.shape}, expected ({len(texts)}, {self.embedder.dim})"
-            )
+            raise StoreError(f"embedder returned shape {vecs.shape}, expected ({len(texts)}, {self.embedder.dim})")
         return vecs
 
     # -- items -------------------------------------------------------------------------------------
 
-    def upsert_items(
-        self, items: Iterable[Item | dict], batch_size: int = 256, progress: bool = False
-    ) -> int:
+    def upsert_items(self, items: Iterable[Item | dict], batch_size: int = 256, progress: bool = False) -> int:
         """Add new items, update changed ones; unchanged ones (same content hash) are not re-embedded.
 
         Returns how many items were written. Each batch is validated before it is written, so an
@@ -393,8 +405,7 @@ class ChromaStore:
         hashes = {it.id: it.content_hash() for it in items}
         existing = self._items.get(ids=list(hashes), include=["metadatas"])
         known = {
-            i: (m or {}).get("_il_hash")
-            for i, m in zip(existing["ids"], existing["metadatas"] or [], strict=True)
+            i: (m or {}).get("_il_hash") for i, m in zip(existing["ids"], existing["metadatas"] or [], strict=True)
         }
         todo = [it for it in items if known.get(it.id) != hashes[it.id]]
         if not todo:
@@ -455,23 +466,17 @@ class ChromaStore:
         out: dict[str, np.ndarray] = {}
         for chunk in _batched(ids, self._max_batch):
             res = self._items.get(ids=chunk, include=["embeddings"])
-            for i, e in zip(
-                res["ids"], res["embeddings"] if res["embeddings"] is not None else [], strict=True
-            ):
+            for i, e in zip(res["ids"], res["embeddings"] if res["embeddings"] is not None else [], strict=True):
                 out[i] = np.asarray(e, dtype=np.float32)
         return out
 
-    def query_items(
-        self, embeddings: np.ndarray, n: int, where: dict | None = None
-    ) -> list[list[tuple[str, float]]]:
+    def query_items(self, embeddings: np.ndarray, n: int, where: dict | None = None) -> list[list[tuple[str, float]]]:
         """Nearest items per query row as (item_id, cosine similarity), best first; `where`: Chroma filter."""
         q = np.asarray(embeddings, dtype=np.float32)
         if q.ndim == 1:
             q = q[None, :]
         if q.ndim != 2 or q.shape[1] != self.embedder.dim:
-            raise InvalidInputError(
-                f"query embeddings must have shape (n, {self.embedder.dim}), got {q.shape}"
-            )
+            raise InvalidInputError(f"query embeddings must have shape (n, {self.embedder.dim}), got {q.shape}")
         if q.shape[0] == 0:
             return []
         if not np.all(np.isfinite(q)):
@@ -550,9 +555,7 @@ class ChromaStore:
             if not rec["ids"]:
                 return None
             meta = rec["metadatas"][0]
-            res = self._interests.get(
-                where={"$and": [{"user_id": uid}, {"gen": meta["gen"]}]}, include=include
-            )
+            res = self._interests.get(where={"$and": [{"user_id": uid}, {"gen": meta["gen"]}]}, include=include)
             if len(res["ids"]) == meta["n_interests"]:
                 return {"document": rec["documents"][0], "metadata": meta}, res
             time.sleep(0.05)
@@ -617,10 +620,7 @@ class ChromaStore:
             return {}
         _, res = cur
         embs = res["embeddings"] if res["embeddings"] is not None else []
-        return {
-            m["interest_id"]: np.asarray(e, dtype=np.float32)
-            for m, e in zip(res["metadatas"], embs, strict=True)
-        }
+        return {m["interest_id"]: np.asarray(e, dtype=np.float32) for m, e in zip(res["metadatas"], embs, strict=True)}
 
     def list_users(self) -> list[str]:
         """Users that have a saved profile."""
@@ -638,9 +638,7 @@ class ChromaStore:
             if gens.get(m["user_id"]) == m["gen"]
         ]
         rows.sort(key=lambda r: (r[0], r[1]))
-        return [
-            (u, SubInterest.model_validate_json(d), np.asarray(e, dtype=np.float32)) for u, _, d, e in rows
-        ]
+        return [(u, SubInterest.model_validate_json(d), np.asarray(e, dtype=np.float32)) for u, _, d, e in rows]
 
     # -- user side data ----------------------------------------------------------------------------
 
@@ -671,9 +669,7 @@ class ChromaStore:
         """The user's texts in the order they were added."""
         uid = validate_user_id(user_id)
         res = self._sources.get(where={"user_id": uid}, include=["documents", "metadatas"])
-        rows = sorted(
-            zip(res["metadatas"] or [], res["documents"] or [], strict=True), key=lambda r: r[0]["seq"]
-        )
+        rows = sorted(zip(res["metadatas"] or [], res["documents"] or [], strict=True), key=lambda r: r[0]["seq"])
         return [SourceText.model_validate_json(d) for _, d in rows]
 
     def _cache_id(self, uid: str, key: str) -> str:
@@ -731,8 +727,11 @@ class ChromaStore:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def delete_user(self, user_id: str) -> None:
-        """Remove every record of the user. The profile goes first, so a crash mid-way hides the rest."""
+    def delete_user(self, user_id: str, *, purge: bool = True) -> None:
+        """Remove every record of the user. The profile goes first, so a crash mid-way hides the rest.
+
+        `purge` also removes the deleted bytes from disk (`purge_deleted`); temporary users of an evaluation
+        skip it, as compaction rewrites the whole file."""
         uid = validate_user_id(user_id)
         try:
             self._profiles.delete(ids=[uid])
@@ -742,10 +741,20 @@ class ChromaStore:
             raise
         except Exception as e:
             raise StoreError(f"cannot delete user {uid}: {e}") from e
-        # Chroma's write-ahead log (embeddings_queue) still holds the user's writes until Chroma purges it.
-        # Scrubbing it in place under a live client broke compaction ("Failed to apply logs to the metadata
-        # segment": 213 of 605 evaluation cases failed after repeated forgets), so it is not done here.
-        self.behaviour.delete_user(uid)
+        self.behaviour.delete_user(uid, purge=purge)
+        if purge:
+            self.purge_deleted()
+
+    def purge_deleted(self) -> None:
+        """Leave no bytes of deleted records on disk (stores/purge.py): flush Chroma's log, compact its file.
+
+        Server mode flushes the log (Chroma prunes it); the server's own SQLite file is the operator's to
+        compact (`chroma utils vacuum --path DIR`), as a client cannot reach it."""
+        user_cols = [c for name, c in self.collections().items() if name != "items"]
+        rows = getattr(self.behaviour.rows, "collection", None)  # server mode keeps interactions in Chroma
+        flush_logs([*user_cols, *([rows] if rows is not None else [])], {id(self._interests): int(self.embedder.dim)})
+        if self.mode == "embedded":
+            vacuum_sqlite(self._directory / "chroma.sqlite3")
 
     def close(self) -> None:
         if self._closed:
@@ -770,9 +779,7 @@ class ChromaStore:
 
     # -- catalog management and user export (helper D, issue 13) ----------------------------------------
 
-    def list_items(
-        self, limit: int = 20, offset: int = 0, where: dict | None = None
-    ) -> tuple[list[Item], int]:
+    def list_items(self, limit: int = 20, offset: int = 0, where: dict | None = None) -> tuple[list[Item], int]:
         """A page of items (insertion order) matching `where` (a validated Chroma filter), and how many match."""
         try:
             matching = self._items.get(where=where or None, include=[])["ids"]
@@ -797,12 +804,7 @@ class ChromaStore:
 
     def user_interactions(self, user_id: str) -> list[Interaction]:
         """Every interaction row of the user (for export)."""
-        uid = validate_user_id(user_id)
-        with self.behaviour._lock:
-            rows = self.behaviour._conn.execute(
-                "SELECT item_id, value, ts FROM interactions WHERE user_id = ? ORDER BY ts, item_id", (uid,)
-            ).fetchall()
-        return [Interaction(user_id=uid, item_id=i, value=v, ts=t or None) for i, v, t in rows]
+        return self.behaviour.user_interactions(validate_user_id(user_id))
 
     def cache_records(self, user_id: str) -> list[dict]:
         """The user's decomposition-cache records ({key, value}), for export."""

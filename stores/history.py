@@ -13,6 +13,7 @@ from typing import Any
 from interestlens.agent.errors import StoreError
 from interestlens.agent.models import HistoryEntry
 from interestlens.stores.ids import validate_user_id
+from interestlens.stores.purge import open_user_data_collection
 
 _DUMMY = [0.0]
 COLLECTION = "history"
@@ -24,7 +25,7 @@ class HistoryStore:
     def __init__(self, client: Any, namespace: str = "") -> None:
         name = f"{namespace}_{COLLECTION}" if namespace else COLLECTION
         try:
-            self._col = client.get_or_create_collection(name, embedding_function=None)
+            self._col = open_user_data_collection(client, name)
         except Exception as e:
             raise StoreError(f"cannot open the history collection: {e}") from e
 

@@ -113,3 +113,15 @@ def test_feedback_cli(tmp_path, embedder, demo_items):
     assert r.exit_code != 0
     r = runner.invoke(app, [*base, "recommend", "--user", "bob", "-k", "10", "--json"])
     assert r.exit_code == 0 and "mov-0002" not in [x["item"]["id"] for x in json.loads(r.stdout)["recommendations"]]
+
+
+def test_undo_of_feedback_removes_its_behaviour_row(agent):
+    """Undo restores the profile and takes back the interaction the feedback wrote, not an older one."""
+    item = _top(agent)[0]
+    agent.store.add_interactions([{"user_id": "alice", "item_id": item, "ts": "2020-01-01T00:00:00Z"}])
+    agent.feedback("alice", item, "liked")
+    assert agent.store.behaviour.count("alice") == 2
+    agent.undo("alice")
+    rows = agent.store.user_interactions("alice")
+    assert [(r.item_id, r.ts.year) for r in rows] == [(item, 2020)]
+    assert item not in agent.profile("alice").history

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -258,10 +257,7 @@ def user_traces(store: ChromaStore, uid: str) -> list[str]:
                 or (doc and f'"user_id":"{uid}"' in doc)
             ):
                 traces.append(f"{col.name}:{rid}")
-    with sqlite3.connect(store.behaviour.path) as db:
-        traces += [
-            f"interaction:{r}" for r in db.execute("SELECT * FROM interactions WHERE user_id=?", (uid,))
-        ]
+    traces += [f"interaction:{r}" for r in store.behaviour.rows.user_rows(uid)]
     return traces
 
 

@@ -61,12 +61,25 @@ def test_http_bad_input_loses_nothing(http_store):
     check_bad_input_loses_nothing(http_store)
 
 
-def test_http_interactions_use_local_state(http_store, tmp_path):
-    http_store.add_interactions(
-        [Interaction(user_id="u1", item_id="a"), Interaction(user_id="u1", item_id="b")]
-    )
-    assert http_store.behaviour.path.parent == tmp_path / "state"
-    assert list(http_store.cooccurrence_scores(["a"])) == ["b"]
+def test_http_interactions_are_shared_by_every_client(http_store, chroma_server, embedder, tmp_path):
+    """One truth in server mode: behaviour lives on the server, so a second client (its own state dir) sees it."""
+    other = ChromaStore(chroma_server, embedder, namespace=http_store.namespace, state_dir=tmp_path / "other")
+    try:
+        assert other.popularity_scores() == {}
+        assert http_store.add_interactions(
+            [Interaction(user_id="u1", item_id="a"), Interaction(user_id="u1", item_id="b")]
+        ) == 2
+        assert http_store.add_interactions([Interaction(user_id="u1", item_id="a")]) == 0  # idempotent
+        assert list(other.cooccurrence_scores(["a"])) == ["b"]  # the other client's cache notices the write
+        assert other.add_interactions([Interaction(user_id="u2", item_id="b", value=-1.0)]) == 1
+        assert http_store.behaviour.count() == 3 and http_store.behaviour.count("u2") == 1
+        assert http_store.user_interacted_items("u1") == ["a", "b"]
+        assert set(http_store.popularity_scores()) == {"a", "b"}  # u2's dislike is no consumption
+        http_store.delete_user("u1")
+        assert other.user_interacted_items("u1") == [] and other.behaviour.count() == 1
+        assert not (tmp_path / "state").exists() or not any((tmp_path / "state").rglob("*.sqlite3"))
+    finally:
+        other.close()
 
 
 READER = textwrap.dedent("""

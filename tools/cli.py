@@ -406,6 +406,35 @@ def forget(ctx: typer.Context, user: UserOpt, json_: JsonOpt = False) -> None:
     _emit(ctx, result, json_)
 
 
+store_app = typer.Typer(help="Move a whole store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("copy")
+def store_copy(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="Store to read: a directory or http://host:port.")],
+    destination: Annotated[str, typer.Argument(help="Empty store to write: a directory or http://host:port.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Copy every record and interaction (embedded <-> server); the destination must be empty."""
+    from interestlens.stores.chroma_store import ChromaStore
+    from interestlens.stores.store_copy import copy_store
+
+    with _agent(ctx, llm="none", store=source) as agent:
+        dst = ChromaStore(destination, agent.embedder)
+        try:
+            report = copy_store(agent.store, dst, progress=not _state(ctx).json and not json_)
+        finally:
+            dst.close()
+    if json_ or _state(ctx).json:
+        _emit(ctx, report, True)
+    else:
+        copied = ", ".join(f"{n} {c}" for n, c in report.records.items())
+        _console().print(escape(f"Copied {report.source} -> {report.destination}: {copied}; "
+                                f"interactions {report.interactions}."))
+
+
 @app.command()
 def topics(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """Group all users' interests into topics."""
