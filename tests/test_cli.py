@@ -109,6 +109,13 @@ def test_usage_error_exit_2(tmp_path):
     assert r.returncode == 2 and "--user" in r.stderr
 
 
+def test_version_is_the_installed_package_version():
+    from importlib.metadata import version
+
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"interestlens {version('interestlens')}"
+
+
 def test_demo(tmp_path):
     r = cli("--llm", "none", "demo", "-k", "3")
     assert r.returncode == 0, r.stderr

@@ -17,6 +17,10 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from interestlens.agent.config import Settings
+from interestlens.agent.service import InterestAgent
+from interestlens.agent.version import __version__
+from interestlens.tools.mcp_server import build_mcp_server
 from interestlens.tools.specs import TOOLS
 
 ALICE = "I love slow-burn science fiction like Interstellar, where space feels huge and lonely."
@@ -38,7 +42,12 @@ def store_dir(tmp_path_factory, embedder, demo_items) -> str:
 
 
 async def _exercise(session: ClientSession) -> dict:
-    await session.initialize()
+    init = await session.initialize()
+    assert init.serverInfo.name == "interestlens" and init.serverInfo.version == __version__
+    prompts = {p.name for p in (await session.list_prompts()).prompts}
+    assert prompts == {"recommend_for_me", "what_do_you_know_about_me"}
+    asked = await session.get_prompt("recommend_for_me", {"user_id": "alice", "context": "a rainy evening"})
+    assert "user alice" in asked.messages[0].content.text and "<<<DATA" in asked.messages[0].content.text
     tools = {t.name: t for t in (await session.list_tools()).tools}
     assert set(tools) == {t.name for t in TOOLS}  # every registry verb (helper D added memory/catalog verbs)
     assert (
@@ -200,3 +209,19 @@ def test_non_loopback_without_token_is_refused(store_dir):
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: refusing to serve MCP on 0.0.0.0 without a bearer token")
     assert Path(store_dir).exists()
+
+
+def test_prompts_of_a_bound_server_fill_in_its_user(store_dir):
+    """A server bound to one user offers prompts without a user argument and refuses to speak for another."""
+    server = build_mcp_server(lambda: InterestAgent(Settings(store=store_dir, llm="none")), user_id="alice")
+
+    async def run() -> None:
+        listed = {p.name: p for p in await server.list_prompts()}
+        assert [a.name for a in listed["recommend_for_me"].arguments or []] == ["context"]
+        assert not listed["what_do_you_know_about_me"].arguments
+        msg = await server.get_prompt("what_do_you_know_about_me", {})
+        assert "user alice" in msg.messages[0].content.text
+        with pytest.raises(Exception, match=r"unexpected|bob|user_id"):
+            await server.get_prompt("what_do_you_know_about_me", {"user_id": "bob"})
+
+    anyio.run(run)

@@ -192,6 +192,14 @@ def read_user_texts(path: Path) -> list[SourceText]:
     return out
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from interestlens.agent.version import __version__
+
+        typer.echo(f"interestlens {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     ctx: typer.Context,
@@ -212,6 +220,10 @@ def _main(
         ),
     ] = None,
     json_: JsonOpt = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+    ] = False,
 ) -> None:
     ctx.obj = State(llm=llm, store=store, json=json_)
 

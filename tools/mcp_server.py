@@ -33,6 +33,8 @@ from pydantic import BaseModel, Field
 from pydantic_core import PydanticUndefined
 
 from interestlens.agent.errors import InvalidInputError
+from interestlens.agent.prompting import RenderedPrompt, render
+from interestlens.agent.version import __version__
 from interestlens.tools.specs import TOOLS, ProfileArgs, ToolSpec, render_text
 
 if TYPE_CHECKING:
@@ -134,6 +136,44 @@ def _transport_security(host: str) -> TransportSecuritySettings | None:
     )
 
 
+def _prompt_text(prompt: str, user_id: str = "", context: str | None = None) -> RenderedPrompt:
+    return render("mcp_server", prompt=prompt, user_id=user_id, context=context)
+
+
+def _add_prompts(mcp: FastMCP, bound: str | None) -> None:
+    """Two MCP prompts, "recommend_for_me" and "what_do_you_know_about_me"; a bound server fills in its user."""
+
+    def user_of(user_id: str | None) -> str:
+        if bound is not None:
+            if user_id not in (None, bound):
+                raise InvalidInputError(f"this server is bound to user {bound!r}; it cannot act for {user_id!r}")
+            return bound
+        return ProfileArgs.model_validate({"user_id": user_id}).user_id
+
+    if bound is None:
+
+        def recommend_for_me(user_id: str, context: str | None = None) -> str:
+            return _prompt_text("recommend_for_me", user_of(user_id), context).user
+
+        def what_do_you_know_about_me(user_id: str) -> str:
+            return _prompt_text("what_do_you_know_about_me", user_of(user_id)).user
+
+    else:
+
+        def recommend_for_me(context: str | None = None) -> str:  # type: ignore[misc]
+            return _prompt_text("recommend_for_me", user_of(None), context).user
+
+        def what_do_you_know_about_me() -> str:  # type: ignore[misc]
+            return _prompt_text("what_do_you_know_about_me", user_of(None)).user
+
+    mcp.prompt(name="recommend_for_me", description="Recommendations for the user, with reasons and their words.")(
+        recommend_for_me
+    )
+    mcp.prompt(name="what_do_you_know_about_me", description="What is stored about the user, with evidence.")(
+        what_do_you_know_about_me
+    )
+
+
 def build_mcp_server(
     agent_factory: Callable[[], InterestAgent],
     *,
@@ -149,15 +189,16 @@ def build_mcp_server(
         ProfileArgs.model_validate({"user_id": user_id})  # a malformed id fails here, not per call
     mcp = FastMCP(
         name="interestlens",
-        instructions="Interest profiles and recommendations grounded in what users wrote. Call observe with "
-        "a user's texts, then recommend (optionally with a context); explain shows the evidence chain.",
+        instructions=_prompt_text("instructions").system,
         host=host,
         port=port,
         log_level="WARNING",
         transport_security=_transport_security(host),
     )
+    mcp._mcp_server.version = __version__  # serverInfo names our version, not the SDK's
     agent = _LazyAgent(agent_factory)
     bound = user_id
+    _add_prompts(mcp, bound)
     for spec in TOOLS:
         mcp.add_tool(
             _tool_function(spec, agent, user_id),
