@@ -41,6 +41,7 @@ COLD_START_N = 200  # popular items considered when there is neither an intent n
 # Popular items added to every candidate pool: 300, because on ReDial dev half of the positives were outside a
 # pool with 100 (pool recall 0.47), and the fused ranker can only promote what is in the pool.
 POPULAR_POOL_N = 300
+INTENT_TOP_N = 5  # per intent, its best text matches always reach the final selection (intent slots)
 FACET_POOL_N = 100  # items matching the request's facets (most popular first) added to the pool
 
 
@@ -121,6 +122,45 @@ def mmr_select(rel: np.ndarray, embs: np.ndarray, k: int, lam: float) -> list[in
         score = lam * rel - (1.0 - lam) * penalty
         score[~available] = -np.inf
         best = int(np.argmax(score))
+        chosen.append(best)
+        available[best] = False
+        max_sim = np.maximum(max_sim, sims[best])
+    return chosen
+
+
+def proportional_select(
+    rel: np.ndarray, embs: np.ndarray, intent_vecs: np.ndarray, intent_w: np.ndarray, k: int, lam: float
+) -> list[int]:
+    """MMR in slots shared out among the intents by weight (Sainte-Lague quotients, as PM-2, Dang & Croft
+    2012, does for query aspects): each slot goes to the intent with the largest w / (2 s + 1), s its slots so
+    far, and is filled by the best MMR item among those closest to that intent (the intent the justification
+    then names). So two equally weighted interests share the list instead of the louder one filling it; an
+    intent with no item left gives its slot to plain MMR."""
+    n = len(rel)
+    if n == 0 or k <= 0:
+        return []
+    cos = embs @ intent_vecs.T
+    owner = np.argmax(cos, axis=1)  # the intent each item is closest to
+    lo, hi = cos.min(axis=0), cos.max(axis=0)
+    fit = (cos - lo) / np.where(hi > lo, hi - lo, 1.0)  # per intent, min-max over the window
+    sims = embs @ embs.T
+    chosen: list[int] = []
+    max_sim = np.full(n, -np.inf)
+    available = np.ones(n, dtype=bool)
+    slots = np.zeros(len(intent_w))
+    for _ in range(min(k, n)):
+        penalty = np.where(np.isfinite(max_sim), max_sim, 0.0)
+        score = lam * rel - (1.0 - lam) * penalty
+        score[~available] = -np.inf
+        for intent in np.argsort(-(intent_w / (2 * slots + 1)), kind="stable"):
+            # In an intent's slot, relevance is half the fused score, half the fit to that intent.
+            mine = np.where(owner == intent, score - lam * 0.5 * (rel - fit[:, intent]), -np.inf)
+            if np.isfinite(mine).any():
+                best = int(np.argmax(mine))
+                slots[intent] += 1
+                break
+        else:
+            best = int(np.argmax(score))
         chosen.append(best)
         available[best] = False
         max_sim = np.maximum(max_sim, sims[best])
@@ -213,6 +253,11 @@ class CandidatePool:
     by_intent: dict[str, dict[str, float]] = field(default_factory=dict)
     items: dict[str, Item] = field(default_factory=dict)  # items already fetched (where-filtered ones)
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    # The like intents' query vectors and weights, and each one's best text matches, for intent coverage.
+    intent_ids: list[str] = field(default_factory=list)
+    intent_vectors: np.ndarray | None = None
+    intent_weights: list[float] = field(default_factory=list)
+    intent_tops: list[str] = field(default_factory=list)
 
     def signals(self, row: int) -> dict[str, float]:
         return {s: round(float(self.features[row, FEATURE_INDEX[f"{s}_rank"]]), 6) for s in SIGNALS}
@@ -312,7 +357,13 @@ def build_pool(
     features[:, FEATURE_INDEX["n_intents"]] = len(intents)
     features[:, FEATURE_INDEX["n_seeds"]] = len(seeds.behaviour)
     features[:, FEATURE_INDEX["has_facets"]] = float(bool(facet_raw))
-    return CandidatePool(ids=pool, features=features, by_intent=by_intent, items=items, embeddings=embs)
+    in_pool = set(pool)
+    tops = [i for lst in ranked_lists for i, _ in lst[:INTENT_TOP_N] if i in in_pool]
+    return CandidatePool(
+        ids=pool, features=features, by_intent=by_intent, items=items, embeddings=embs,
+        intent_ids=[i.id for i in intents], intent_vectors=qv, intent_weights=_intent_weights(intents),
+        intent_tops=list(dict.fromkeys(tops)),
+    )
 
 
 def rank_pool(
@@ -334,6 +385,11 @@ def rank_pool(
     fused = {i: float(s) for i, s in zip(pool.ids, fused_arr, strict=True)}
     row_of = {i: n for n, i in enumerate(pool.ids)}
     ranked = sorted(pool.ids, key=lambda i: (-fused[i], i))
+    cover = settings.intent_slots and len(pool.intent_ids) >= 2 and pool.intent_vectors is not None
+    if cover:  # each intent's best text matches join the diversification window
+        head = set(ranked[: max(4 * k, 40)])
+        ranked = [*ranked[: max(4 * k, 40)], *[i for i in pool.intent_tops if i not in head],
+                  *[i for i in ranked[max(4 * k, 40):] if i not in set(pool.intent_tops)]]
     if facets is not None and (facets.query.exclude or facets.query.require):
         before = len(ranked)
         ranked = [i for i in ranked if facets.passes_hard(i)]
@@ -341,7 +397,8 @@ def rank_pool(
             stats.warnings.append(f"retrieve: {before - len(ranked)} candidate(s) removed by the request's facets")
     dislike_vecs = _dislike_vectors(profile, embedder)
     embs = dict(pool.embeddings)
-    chosen_ids = _filter_and_diversify(ranked, fused, embs, store, dislike_vecs, k, settings, stats)
+    intents = (pool.intent_vectors, np.asarray(pool.intent_weights)) if cover else None
+    chosen_ids = _filter_and_diversify(ranked, fused, embs, store, dislike_vecs, k, settings, stats, intents)
     items = pool.items
     missing = [i for i in chosen_ids if i not in items]
     if missing:
@@ -351,13 +408,15 @@ def rank_pool(
         if i not in items:
             continue
         contrib = pool.by_intent.get(i, {})
+        if pool.intent_vectors is not None and i in embs and contrib:
+            # The intent the item is closest to speaks for it: retrieval rank says which list found it, not
+            # which of the user's words it answers (a sci-fi thriller found by the heist query is sci-fi).
+            cos = dict(zip(pool.intent_ids, (pool.intent_vectors @ embs[i]).tolist(), strict=True))
+            intent_ids = sorted(contrib, key=lambda iid: (-cos.get(iid, 0.0), iid))
+        else:
+            intent_ids = sorted(contrib, key=lambda iid: -contrib[iid])
         out.append(
-            Candidate(
-                item=items[i],
-                score=round(fused[i], 6),
-                signals=pool.signals(row_of[i]),
-                intent_ids=sorted(contrib, key=lambda iid: -contrib[iid]),
-            )
+            Candidate(item=items[i], score=round(fused[i], 6), signals=pool.signals(row_of[i]), intent_ids=intent_ids)
         )
     return out
 
@@ -407,9 +466,11 @@ def retrieve(
 def _filter_and_diversify(
     ranked: list[str], fused: Mapping[str, float], embs: dict[str, np.ndarray], store: Any,
     dislike_vecs: np.ndarray | None, k: int, settings: Settings, stats: StageStats,
+    intents: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[str]:
-    """Dislike filter over the fused top of the pool (fetched in chunks), then MMR down to k."""
-    window = max(4 * k, 40)
+    """Dislike filter over the fused top of the pool (fetched in chunks), then MMR (in slots shared out among
+    the intents when `intents`, their vectors and weights, are given) down to k."""
+    window = max(4 * k, 40) + (INTENT_TOP_N * len(intents[1]) if intents is not None else 0)
     kept: list[str] = []
     dropped = 0
     pos = 0
@@ -434,5 +495,9 @@ def _filter_and_diversify(
     # Min-max to [0, 1]: a fitted ranker's scores can be negative, and MMR trades relevance against cosine.
     span = rel.max() - rel.min()
     rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
-    order = mmr_select(rel, np.stack([embs[i] for i in kept]), k, settings.mmr_lambda)
+    matrix = np.stack([embs[i] for i in kept])
+    if intents is not None:
+        order = proportional_select(rel, matrix, intents[0], intents[1], k, settings.mmr_lambda)
+    else:
+        order = mmr_select(rel, matrix, k, settings.mmr_lambda)
     return [kept[o] for o in order]

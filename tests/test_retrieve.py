@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from interestlens.agent.models import (
@@ -438,3 +439,24 @@ def test_matches_where_and_rank_normalise():
     assert not matches_where(md, {"$or": [{"year": {"$lt": 1990}}, {"domain": "movie"}]})
     r = rank_normalise({"a": 3.0, "b": 1.0, "c": 1.0, "d": 0.0})
     assert r["a"] == 1.0 and r["b"] == r["c"] < 1.0 and "d" not in r
+
+
+def test_proportional_select_shares_slots_by_intent_weight():
+    """Two intents: items of the louder one have every top relevance, yet the list follows the weights."""
+    from interestlens.agent.retrieve import proportional_select
+
+    rng = np.random.default_rng(0)
+    axes = np.eye(8)
+    a_items = axes[0] + 0.05 * rng.normal(size=(10, 8))
+    b_items = axes[1] + 0.05 * rng.normal(size=(10, 8))
+    embs = np.vstack([a_items, b_items])
+    embs /= np.linalg.norm(embs, axis=1, keepdims=True)
+    rel = np.concatenate([np.linspace(1.0, 0.6, 10), np.linspace(0.5, 0.1, 10)])  # every A above every B
+    intents = axes[:2]
+    equal = proportional_select(rel, embs, intents, np.array([0.5, 0.5]), 6, 0.7)
+    assert sum(i < 10 for i in equal) == 3 and sum(i >= 10 for i in equal) == 3
+    assert equal[0] < 10  # ties go to the first intent, then they alternate
+    skewed = proportional_select(rel, embs, intents, np.array([0.75, 0.25]), 8, 0.7)
+    assert sum(i < 10 for i in skewed) == 6 and sum(i >= 10 for i in skewed) == 2
+    only_a = proportional_select(rel[:10], embs[:10], intents, np.array([0.5, 0.5]), 4, 0.7)
+    assert len(only_a) == 4  # an intent with no items gives its slots away
