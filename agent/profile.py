@@ -92,7 +92,6 @@ def merge_interests(
     vecs = embedder.embed(texts)
     old_vecs = vecs[: len(existing)]
     new_vecs = vecs[len(existing) :]
-    touched: set[str] = set()
 
     for k, cand in enumerate(new_list):
         match_idx: int | None = None
@@ -115,7 +114,6 @@ def merge_interests(
             existing.append(cand)
             old_vecs = np.vstack([old_vecs, new_vecs[k : k + 1]]) if len(old_vecs) else new_vecs[k : k + 1]
             outcome.added.append(cand)
-            touched.add(cand.id)
             continue
 
         cur = existing[match_idx]
@@ -148,7 +146,6 @@ def merge_interests(
             outcome.flipped.append(cur)
             if cur not in outcome.reinforced:
                 outcome.reinforced.append(cur)
-        touched.add(cur.id)
 
     merged.version += 1
     merged.updated_at = now

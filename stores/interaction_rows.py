@@ -91,7 +91,8 @@ class SqliteInteractions:
                 cur = self._conn.executemany(
                     "DELETE FROM interactions WHERE user_id = ?", [(u,) for u in user_ids]
                 )
-                self._bump()
+                if cur.rowcount > 0:  # an unchanged generation keeps every reader's matrices (and EASE) valid
+                    self._bump()
             if purge:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return cur.rowcount
@@ -101,7 +102,8 @@ class SqliteInteractions:
             cur = self._conn.execute(
                 "DELETE FROM interactions WHERE user_id = ? AND item_id = ? AND ts = ?", (user_id, item_id, ts)
             )
-            self._bump()
+            if cur.rowcount > 0:
+                self._bump()
             return cur.rowcount
 
     def _bump(self) -> None:
@@ -205,9 +207,9 @@ class ChromaInteractions:
     def delete_users(self, user_ids: Sequence[str], *, purge: bool) -> int:
         with self._lock:
             n = sum(self.count(u) for u in user_ids)
-            if user_ids:
+            if n:
                 self._call("delete", self.collection.delete, where={"user_id": {"$in": list(user_ids)}})
-            self._bump()
+                self._bump()
         return n
 
     def delete_row(self, user_id: str, item_id: str, ts: str) -> int:

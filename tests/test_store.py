@@ -398,6 +398,19 @@ def test_popularity_and_cooccurrence_on_a_small_graph(store):
     assert store.user_interacted_items("u8") == ["a", "d"]
 
 
+def test_forget_of_a_user_without_interactions_keeps_the_behaviour_cache(store):
+    """Only a real change of rows invalidates the matrices and EASE (each forget used to rebuild them)."""
+    store.add_interactions([Interaction(user_id="u1", item_id="a"), Interaction(user_id="u2", item_id="a")])
+    store.popularity_scores()
+    cached, generation = store.behaviour._cache, store.behaviour.rows.generation()
+    store.delete_user("nobody", purge=False)
+    assert store.behaviour.rows.generation() == generation
+    store.popularity_scores()
+    assert store.behaviour._cache is cached
+    store.delete_user("u1", purge=False)
+    assert store.behaviour.rows.generation() != generation and store.popularity_scores() == {"a": 1.0}
+
+
 def test_cooccurrence_scales_to_100k_interactions(store):
     rng = np.random.default_rng(0)
     users, items = rng.integers(0, 5000, 100_000), rng.zipf(1.3, 100_000) % 3000
