@@ -54,6 +54,16 @@ def test_copy_embedded_to_server_and_back(tmp_path, demo_items, capsys):
                 assert got["export"][key] == before["export"][key], key
             assert got == before
         assert main(["--json", "store", "copy", url, str(back_dir)]) is None
+        # Two clients of the one server agree: feedback through one changes what the other recommends.
+        with (
+            InterestAgent(Settings(store=url, llm="none")) as one,
+            InterestAgent(Settings(store=url, llm="none")) as two,
+        ):
+            top = [r.item.id for r in two.recommend("ann", k=3).recommendations]
+            one.feedback("ann", top[0], "seen")
+            one.feedback("bo", top[1], "liked")
+            assert top[0] not in [r.item.id for r in two.recommend("ann", k=3).recommendations]
+            assert top[1] in two.store.popularity_scores() and two.store.user_interacted_items("bo") == [top[1]]
     assert json.loads(capsys.readouterr().out)["records"]["history"] == report.records["history"]
     with InterestAgent(Settings(store=str(back_dir), llm="none")) as back:
         assert _snapshot(back, "ann") == before
