@@ -717,6 +717,26 @@ def mcp(
 
 
 @app.command()
+def serve(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option("--port", help="HTTP port.")] = 8766,
+    host: Annotated[str, typer.Option("--host", help="Bind address.")] = "127.0.0.1",
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="INTERESTLENS_TOKEN",
+                     help="Bearer token every request must carry (required on any bind but 127.0.0.1)."),
+    ] = None,
+    bound_user: Annotated[
+        str | None, typer.Option("--user", help="Serve this user only: every call for another user is refused.")
+    ] = None,
+) -> None:
+    """Run the HTTP JSON API (POST /v1/<verb>, docs at /docs, MCP at /mcp) in one long-lived process."""
+    from interestlens.tools.http_service import serve as run_service
+
+    run_service(_state(ctx).agent, host=host, port=port, token=token, user_id=bound_user)
+
+
+@app.command()
 def chat(ctx: typer.Context, user: UserOpt, k: Annotated[int, typer.Option("-k", "--k")] = 5) -> None:
     """A small terminal assistant: what you say updates your profile; ask for recommendations any time."""
     from interestlens.tools.chat import run_chat

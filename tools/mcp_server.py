@@ -50,7 +50,7 @@ TOKENLESS_HOSTS = ("127.0.0.1", "localhost")  # any other bind, other loopback a
 PROFILE_RESOURCE = "interestlens://profile/{user_id}"
 
 
-class _LazyAgent:
+class SharedAgent:
     """Creates the agent on first use (so the server answers `initialize` at once) and serialises calls:
     one model and one store handle are shared, and neither is safe for concurrent use."""
 
@@ -103,7 +103,7 @@ class _RawArguments(FuncMetadata):
         return await fn(**arguments_to_validate)
 
 
-def _tool_function(spec: ToolSpec, agent: _LazyAgent, user_id: str | None = None) -> Callable[..., Any]:
+def _tool_function(spec: ToolSpec, agent: SharedAgent, user_id: str | None = None) -> Callable[..., Any]:
     async def tool_fn(**kwargs: Any) -> CallToolResult:
         # The registry's model is the authority: strict types, no unknown names, the bound user only.
         args = spec.parse_args(kwargs, user_id)
@@ -180,11 +180,12 @@ def build_mcp_server(
     host: str = "127.0.0.1",
     port: int = DEFAULT_HTTP_PORT,
     user_id: str | None = None,
+    shared: SharedAgent | None = None,
 ) -> FastMCP:
     """A FastMCP server with every registry tool and the profile resource.
 
     `user_id`: bind the server to that user: `user_id` leaves every tool's schema, and a call naming any
-    other user is refused."""
+    other user is refused. `shared`: the agent of a host app (`serve`) to use instead of a new one."""
     if user_id is not None:
         ProfileArgs.model_validate({"user_id": user_id})  # a malformed id fails here, not per call
     mcp = FastMCP(
@@ -196,7 +197,7 @@ def build_mcp_server(
         transport_security=_transport_security(host),
     )
     mcp._mcp_server.version = __version__  # serverInfo names our version, not the SDK's
-    agent = _LazyAgent(agent_factory)
+    agent = shared or SharedAgent(agent_factory)
     bound = user_id
     _add_prompts(mcp, bound)
     for spec in TOOLS:

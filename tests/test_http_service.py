@@ -1,0 +1,147 @@
+"""`interestlens serve` driven by an HTTP client: every verb over JSON, strict errors, token, docs, MCP mount."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import anyio
+import httpx
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from interestlens.agent.config import Settings
+from interestlens.agent.service import InterestAgent
+from interestlens.agent.version import __version__
+from interestlens.tools.specs import TOOLS
+
+TOKEN = "serve-token-0123456789"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, embedder, demo_items):
+    store = str(tmp_path_factory.mktemp("serve-store"))
+    with InterestAgent(Settings(store=store, llm="none"), llm=None, embedder=embedder) as a:
+        a.add_items(demo_items[:80])
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "interestlens.tools.cli",
+            "--store",
+            store,
+            "--llm",
+            "none",
+            "serve",
+            "--port",
+            str(port),
+            "--token",
+            TOKEN,
+        ],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.3)
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited: {proc.stderr.read()}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _client(url: str, token: str | None = TOKEN) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=120, headers={"Authorization": f"Bearer {token}"} if token else {})
+
+
+def test_every_verb_over_json(service):
+    with _client(service) as c:
+        assert c.get("/healthz").json() == {"status": "ok", "version": __version__}
+        paths = c.get("/openapi.json").json()["paths"]
+        assert {f"/v1/{t.name}" for t in TOOLS} <= set(paths)
+        assert "requestBody" in paths["/v1/recommend"]["post"]
+        text = "I love slow-burn science fiction like Interstellar, where space feels huge and lonely."
+        obs = c.post("/v1/observe", json={"user_id": "alice", "texts": [text]})
+        assert obs.status_code == 200 and obs.json()["profile_version"] >= 1
+        rec = c.post("/v1/recommend", json={"user_id": "alice", "k": 3}).json()
+        assert rec["user_id"] == "alice" and 0 < len(rec["recommendations"]) <= 3
+        top = rec["recommendations"][0]["item"]["id"]
+        assert c.post("/v1/feedback", json={"user_id": "alice", "item_id": top, "feedback": "seen"}).status_code == 200
+        again = c.post("/v1/recommend", json={"user_id": "alice", "k": 3}).json()
+        assert top not in [r["item"]["id"] for r in again["recommendations"]]
+        assert c.post("/v1/forget", json={"user_id": "alice"}).json()["forgotten"] is True
+
+
+def test_errors_are_json_with_status(service):
+    with _client(service) as c:
+        strict = c.post("/v1/recommend", json={"user_id": "alice", "k": "3"})
+        assert strict.status_code == 400 and "invalid arguments" in strict.json()["error"]
+        assert c.post("/v1/recommend", json={"user_id": "alice", "k": 3, "extra": 1}).status_code == 400
+        assert (
+            c.post("/v1/profile", content=b"not json", headers={"content-type": "application/json"}).status_code == 400
+        )
+        unknown = c.post("/v1/explain", json={"user_id": "nobody-here", "item_id": "x"})
+        assert unknown.status_code in (400, 404) and unknown.json()["type"]
+    with _client(service, token=None) as anon:
+        assert anon.post("/v1/profile", json={"user_id": "alice"}).status_code == 401
+    with _client(service, token="wrong-token-0123456789") as bad:
+        assert bad.get("/healthz").status_code == 401
+
+
+def test_mcp_is_mounted_on_the_same_process(service):
+    async def run() -> None:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with (
+            httpx.AsyncClient(headers=headers, timeout=60) as http,
+            streamable_http_client(f"{service}/mcp", http_client=http) as (read, write, _),
+            ClientSession(read, write) as session,
+        ):
+            init = await session.initialize()
+            assert init.serverInfo.version == __version__
+            assert {t.name for t in (await session.list_tools()).tools} == {t.name for t in TOOLS}
+
+    anyio.run(run)
+
+
+def test_non_loopback_without_token_is_refused(tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "interestlens.tools.cli",
+            "--store",
+            str(tmp_path),
+            "--llm",
+            "none",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(_free_port()),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "without a bearer token" in r.stderr
