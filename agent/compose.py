@@ -154,7 +154,7 @@ def compose_without_llm(
                 name=_clip(name, MAX_NAME) or _clip(names[0], MAX_NAME),
                 rationale=_clip(rationale, MAX_RATIONALE),
                 interest_ids=[likes[i].id for i in g],
-                query=_query_from([interest_text(likes[g[0]]), *names[1:]], keywords),
+                query=_query_from(names, keywords),
                 weight=w,
             )
         )
