@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from interestlens.agent.errors import InterestLensError
-from interestlens.tools.specs import TOOLS, USER_TOOLS, get_tool, render_text
+from interestlens.agent.errors import InterestLensError, InvalidInputError
+from interestlens.tools.specs import TOOLS, USER_TOOLS, ToolSpec, get_tool, render_text
 
 if TYPE_CHECKING:
     from interestlens.agent.service import InterestAgent
@@ -80,21 +81,61 @@ def strict_parameters(args_model: type) -> dict[str, Any]:
     return _strict(_inline_refs(copy.deepcopy(args_model.model_json_schema())))
 
 
-def openai_tool_specs(user_bound: bool = False) -> list[dict[str, Any]]:
+DEFAULT_PREFIX = "interestlens_"  # "profile" or "forget" alone collide easily with a host's other tools
+# Destructive verbs a host must ask for by name (`include=`): a model should not find forget by default.
+OPT_IN = frozenset({"forget", "catalog_remove"})
+
+
+def _chosen(user_bound: bool, include: Sequence[str] | None) -> list[ToolSpec]:
+    pool = USER_TOOLS if user_bound else TOOLS  # user-bound: no catalog administration
+    if include is None:
+        return [t for t in pool if t.name not in OPT_IN]
+    unknown = sorted(set(include) - {t.name for t in TOOLS})
+    if unknown:
+        raise InvalidInputError(f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(t.name for t in TOOLS)}")
+    return [t for t in pool if t.name in set(include)]
+
+
+def openai_tool_specs(
+    user_bound: bool = False, *, prefix: str = DEFAULT_PREFIX, include: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """The `tools=[...]` list for the Chat Completions API. With `user_bound`, `user_id` is left out of
-    every schema and supplied by `dispatch_tool_call(..., user_id=...)` instead of by the model."""
+    every schema and supplied by `dispatch_tool_call(..., user_id=...)` instead of by the model.
+
+    Names carry `prefix` (default "interestlens_"). `include`: the verbs to offer; by default every verb but
+    the destructive ones in `OPT_IN` (forget, catalog_remove), which a host names to get them."""
     return [
         {
             "type": "function",
             "function": {
-                "name": spec.name,
+                "name": prefix + spec.name,
                 "description": spec.description,
                 "parameters": strict_parameters(spec.schema_model(user_bound)),
                 "strict": True,
             },
         }
-        for spec in (USER_TOOLS if user_bound else TOOLS)  # user-bound: no catalog administration
+        for spec in _chosen(user_bound, include)
     ]
+
+
+def response_tool_specs(
+    user_bound: bool = False, *, prefix: str = DEFAULT_PREFIX, include: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """The same tools in the Responses API's flat shape (`tools=` of `client.responses.create`)."""
+    specs = openai_tool_specs(user_bound, prefix=prefix, include=include)
+    return [{"type": "function", **s["function"]} for s in specs]
+
+
+def run_response_item(
+    agent: InterestAgent, item: Any, user_id: str | None = None, prefix: str = DEFAULT_PREFIX
+) -> dict[str, Any]:
+    """Run one Responses API `function_call` output item; returns its `function_call_output` input item."""
+    if _field(item, "type") != "function_call":
+        raise InvalidInputError(f"not a function_call item: type {_field(item, 'type')!r}")
+    call_id = _field(item, "call_id") or ""
+    call = {"id": call_id, "function": {"name": _field(item, "name"), "arguments": _field(item, "arguments")}}
+    message, _ = run_tool_call(agent, call, user_id, prefix=prefix)
+    return {"type": "function_call_output", "call_id": call_id, "output": message["content"]}
 
 
 def _field(tool_call: Any, name: str) -> Any:
@@ -103,19 +144,23 @@ def _field(tool_call: Any, name: str) -> Any:
     return getattr(tool_call, name, None)
 
 
-def dispatch_tool_call(agent: InterestAgent, tool_call: Any, user_id: str | None = None) -> dict[str, Any]:
+def dispatch_tool_call(
+    agent: InterestAgent, tool_call: Any, user_id: str | None = None, prefix: str = DEFAULT_PREFIX
+) -> dict[str, Any]:
     """Run one tool call (an SDK `ChatCompletionMessageToolCall` or its dict) and return the tool message.
-    `user_id` binds the call to that user (use with `openai_tool_specs(user_bound=True)`)."""
-    return run_tool_call(agent, tool_call, user_id)[0]
+    `user_id` binds the call to that user (use with `openai_tool_specs(user_bound=True)`). The name may
+    carry `prefix` or not."""
+    return run_tool_call(agent, tool_call, user_id, prefix=prefix)[0]
 
 
 def run_tool_call(
-    agent: InterestAgent, tool_call: Any, user_id: str | None = None
+    agent: InterestAgent, tool_call: Any, user_id: str | None = None, prefix: str = DEFAULT_PREFIX
 ) -> tuple[dict[str, Any], BaseModel | None]:
     """Like `dispatch_tool_call`, also returning the validated result (None when the call failed)."""
     call_id = _field(tool_call, "id") or ""
     function = _field(tool_call, "function") or {}
     name = _field(function, "name") or ""
+    name = name.removeprefix(prefix) if prefix and name.startswith(prefix) else name
     raw_args = _field(function, "arguments")
 
     def reply(content: str, result: BaseModel | None = None) -> tuple[dict[str, Any], BaseModel | None]:
