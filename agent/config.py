@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     rrf_k: int = 60
     mmr_lambda: float = 0.7
     # With 2+ intents, share the k slots among them by weight (agent/retrieve.proportional_select) instead
-    # of plain MMR. Off: on MovieLens dev (full, CV) it measured 0.089 against 0.153 together with
-    # name+evidence intent queries (commit c17476c); it fixes what the walk-through shows, not what users liked.
+    # of plain MMR. Off: on MovieLens dev (full, CV, commit beba724) ndcg@10 0.067 with it, 0.131 without
+    # (run-to-run spread of that figure: about 0.03). It fixes what the walk-through shows, not what users liked.
     intent_slots: bool = False
     dislike_similarity: float = 0.55  # items closer than this to a dislike are filtered out
     # Fusion of the retrieval signals (agent/fusion.py). Without a fitted model, a linear blend of the
