@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # `python bench/run_all.py`: make `bench.*` impor
 
 from bench.common import DEFAULT_OUT, BenchResult, machine_info, print_table, write_result
 
-BENCHES = ("embed_backends", "ingest", "retrieval", "recommend", "e2e", "memory", "scaling")
+BENCHES = ("embed_backends", "ingest", "retrieval", "recommend", "eval_case", "e2e", "memory", "scaling")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +72,10 @@ def _run_one(name: str, args: argparse.Namespace) -> BenchResult:
         from bench import recommend
 
         return recommend.run(args.n, args.workdir)
+    if name == "eval_case":
+        from bench import eval_case
+
+        return eval_case.run()
     if name == "e2e":
         from bench import e2e
 
