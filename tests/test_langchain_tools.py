@@ -80,3 +80,50 @@ def test_langchain_agent_loop_calls_recommend(agent, llama_server):
     assert isinstance(artifact, RecommendationResult), tool_msgs[0].content
     assert artifact.user_id == "alice" and artifact.recommendations
     assert out["messages"][-1].type == "ai"
+
+
+def test_retriever_returns_documents_with_why(agent):
+    from interestlens.tools.langchain_retriever import InterestLensRetriever
+
+    docs = InterestLensRetriever(agent=agent, user_id="alice", k=3).invoke("a film for tonight")
+    assert 0 < len(docs) <= 3
+    for d in docs:
+        assert d.page_content and d.metadata["item_id"] == d.id and d.metadata["user_id"] == "alice"
+        assert d.metadata["justification"] and isinstance(d.metadata["intents"], list)
+        assert all(quote in ALICE for quote in d.metadata["evidence"])  # alice's words, never bob's
+    with pytest.raises(Exception, match="user"):
+        InterestLensRetriever(agent=agent, user_id="bad id\n", k=3)
+
+
+@pytest.mark.slow
+def test_langchain_agent_loop_with_the_retriever(agent, llama_server, demo_items):
+    from langchain.agents import create_agent
+    from langchain.agents.middleware import wrap_model_call
+    from langchain_core.tools import create_retriever_tool
+    from langchain_openai import ChatOpenAI
+
+    from interestlens.tools.langchain_retriever import InterestLensRetriever
+
+    tool = create_retriever_tool(
+        InterestLensRetriever(agent=agent, user_id="alice", k=3), "find_items",
+        "Items for this user; the query is the situation.",
+    )
+
+    @wrap_model_call
+    def force_then_answer(request, handler):
+        results = [m for m in request.messages if isinstance(m, ToolMessage)]
+        if not results:
+            return handler(request.override(tool_choice="find_items"))
+        question = next(m for m in request.messages if isinstance(m, HumanMessage))
+        recap = HumanMessage(f"{question.content}\n\nTool results:\n{results[-1].content}\n\nAnswer briefly.")
+        return handler(request.override(messages=[recap], tools=[], tool_choice=None))
+
+    model = ChatOpenAI(base_url=llama_server, api_key="unused", model="local", temperature=0, max_tokens=60)
+    out = create_agent(model, [tool], middleware=[force_then_answer]).invoke(
+        {"messages": [HumanMessage("Find me something to watch tonight.")]}
+    )
+    tool_msgs = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    assert len(tool_msgs) == 1 and tool_msgs[0].name == "find_items"
+    # Whatever query the model wrote, the tool result is catalog items' text (the design, not the model's words).
+    assert any(it.text[:40] in tool_msgs[0].content for it in demo_items[:80])
+    assert out["messages"][-1].type == "ai"
