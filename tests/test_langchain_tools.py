@@ -127,3 +127,44 @@ def test_langchain_agent_loop_with_the_retriever(agent, llama_server, demo_items
     # Whatever query the model wrote, the tool result is catalog items' text (the design, not the model's words).
     assert any(it.text[:40] in tool_msgs[0].content for it in demo_items[:80])
     assert out["messages"][-1].type == "ai"
+
+
+def test_langgraph_store_over_profiles(agent):
+    """The BaseStore adapter: put observes, search ranks the user's interests, get/delete by interest id, and a
+    compiled LangGraph graph reads it through its runtime store."""
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.store.base import BaseStore
+
+    from interestlens.tools.langgraph_store import InterestLensStore
+
+    store = InterestLensStore(agent)
+    ns = ("interestlens", "carol")
+    store.put(ns, "ignored", {"text": "I adore mellow late-night jazz records. I can't stand horror movies."})
+    found = store.search(ns, query="jazz music")
+    assert found and "jazz" in found[0].value["name"].lower() and found[0].score is not None
+    dislikes = store.search(ns, filter={"polarity": "dislike"})
+    assert dislikes and all(d.value["polarity"] == "dislike" for d in dislikes)
+    one = store.get(ns, found[0].key)
+    assert one is not None and one.value["evidence"][0]["text"] in "I adore mellow late-night jazz records."
+    assert ("interestlens", "carol") in store.list_namespaces()
+    store.delete(ns, dislikes[0].key)
+    assert store.get(ns, dislikes[0].key) is None
+    assert store.search(("interestlens", "nobody-yet")) == []
+    with pytest.raises(Exception, match="namespace"):
+        store.search(("memories", "carol"))
+
+    class State(TypedDict):
+        topic: str
+        names: list[str]
+
+    def recall(state: State, *, store: BaseStore) -> dict:
+        return {"names": [i.value["name"] for i in store.search(ns, query=state["topic"], limit=2)]}
+
+    graph = StateGraph(State)
+    graph.add_node("recall", recall)
+    graph.add_edge(START, "recall")
+    graph.add_edge("recall", END)
+    out = graph.compile(store=store).invoke({"topic": "jazz", "names": []})
+    assert out["names"] and "jazz" in out["names"][0].lower()
