@@ -12,6 +12,7 @@ from interestlens.agent.models import (
     ObserveResult,
     Recommendation,
     RecommendationResult,
+    StageStats,
     SubInterest,
 )
 from interestlens.tools.specs import TOOLS, TOOLS_BY_NAME, ForgetResult, get_tool, render_text
@@ -19,8 +20,17 @@ from interestlens.tools.specs import TOOLS, TOOLS_BY_NAME, ForgetResult, get_too
 
 def test_registry_names_and_models():
     assert [t.name for t in TOOLS][:5] == ["observe", "profile", "recommend", "explain", "forget"]
-    assert {t.name for t in TOOLS} >= {"feedback", "edit_profile", "history", "export", "catalog_list",
-                                       "catalog_get", "catalog_search", "catalog_count", "catalog_remove"}
+    assert {t.name for t in TOOLS} >= {
+        "feedback",
+        "edit_profile",
+        "history",
+        "export",
+        "catalog_list",
+        "catalog_get",
+        "catalog_search",
+        "catalog_count",
+        "catalog_remove",
+    }
     for t in TOOLS:
         assert t.description
         if not t.name.startswith("catalog_"):  # catalog verbs act on no user
@@ -89,3 +99,27 @@ def test_render_text_quotes_evidence_and_ranks():
     assert "Profile of u1 (version 2, 1 interests)" in prof
     assert render_text(ForgetResult(user_id="u1")) == "Forgot everything stored about u1."
     assert "Nothing was stored about u1" in render_text(ForgetResult(user_id="u1", forgotten=False))
+
+
+def test_text_output_carries_warnings_and_llm_cost():
+    """Warnings reach the host model, and where an LLM ran the text says what it cost (issue 14, item 7)."""
+    rec = Recommendation(
+        item=Item(id="b1", title="Blue Train", text="A record."), score=0.5, rank=1, justification="ok"
+    )
+    stats = StageStats(
+        llm_calls=2,
+        prompt_tokens=1674,
+        completion_tokens=231,
+        warnings=["retrieve: 3 candidate(s) removed as too close to a dislike"],
+    )
+    text = render_text(RecommendationResult(user_id="alice", recommendations=[rec], stats=stats))
+    assert "note: retrieve: 3 candidate(s) removed as too close to a dislike" in text
+    assert "llm: 2 call(s), 1674 prompt + 231 completion tokens" in text
+    plain = render_text(RecommendationResult(user_id="alice", recommendations=[rec]))
+    assert "llm:" not in plain and "note:" not in plain
+    observed = render_text(
+        ObserveResult(
+            user_id="alice", profile_version=1, stats=StageStats(llm_calls=1, prompt_tokens=277, completion_tokens=38)
+        )
+    )
+    assert "llm: 1 call(s), 277 prompt + 38 completion tokens" in observed

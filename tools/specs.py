@@ -28,6 +28,7 @@ from interestlens.agent.models import (
     ObserveResult,
     Recommendation,
     RecommendationResult,
+    StageStats,
     SubInterest,
     UserExport,
 )
@@ -553,6 +554,17 @@ def _render_recommendation(r: Recommendation) -> list[str]:
     return lines
 
 
+def _stats_lines(stats: StageStats) -> list[str]:
+    """What the host should know about the request: our warnings, and what the LLM cost when one ran."""
+    lines = [f"note: {clean_line(w, 200)}" for w in stats.warnings[:5]]
+    if stats.llm_calls:
+        lines.append(
+            f"llm: {stats.llm_calls} call(s), {stats.prompt_tokens} prompt + {stats.completion_tokens} completion "
+            f"tokens{f', {stats.fallbacks} fallback(s)' if stats.fallbacks else ''}"
+        )
+    return lines
+
+
 def render_text(result: BaseModel) -> str:
     """Concise text for a model (or a terminal) describing any tool result."""
     if isinstance(result, RecommendationResult):
@@ -564,6 +576,7 @@ def render_text(result: BaseModel) -> str:
         lines = [head + ":"]
         for r in result.recommendations:
             lines.extend(_render_recommendation(r))
+        lines.extend(_stats_lines(result.stats))
         lines.append(DATA_NOTE)
         return "\n".join(lines)
     if isinstance(result, ObserveResult):
@@ -576,6 +589,7 @@ def render_text(result: BaseModel) -> str:
             lines.append("No interests found in these texts.")
         if result.linked_item_ids:
             lines.append("mentioned catalog items: " + ", ".join(_label(i, 80) for i in result.linked_item_ids[:20]))
+        lines.extend(_stats_lines(result.stats))
         return "\n".join(lines)
     if isinstance(result, InterestProfile):
         lines = [
