@@ -387,9 +387,10 @@ def rank_pool(
     ranked = sorted(pool.ids, key=lambda i: (-fused[i], i))
     cover = settings.intent_slots and len(pool.intent_ids) >= 2 and pool.intent_vectors is not None
     if cover:  # each intent's best text matches join the diversification window
-        head = set(ranked[: max(4 * k, 40)])
-        ranked = [*ranked[: max(4 * k, 40)], *[i for i in pool.intent_tops if i not in head],
-                  *[i for i in ranked[max(4 * k, 40):] if i not in set(pool.intent_tops)]]
+        n_head, tops = max(4 * k, 40), set(pool.intent_tops)
+        head = set(ranked[:n_head])
+        ranked = [*ranked[:n_head], *[i for i in pool.intent_tops if i not in head],
+                  *[i for i in ranked[n_head:] if i not in tops]]
     if facets is not None and (facets.query.exclude or facets.query.require):
         before = len(ranked)
         ranked = [i for i in ranked if facets.passes_hard(i)]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
+from tqdm import tqdm
 
 from interestlens.agent.errors import InvalidInputError, StoreError
 from interestlens.stores.chroma_store import ChromaStore
@@ -53,8 +54,6 @@ def copy_store(src: ChromaStore, dst: ChromaStore, progress: bool = False) -> St
         raise InvalidInputError(f"destination store {dst.location} is not empty: copy into a new store")
     names = [n for n in src_cols if n not in _SKIPPED]
     total = sum(src_cols[n].count() for n in names)
-    from tqdm import tqdm
-
     bar = tqdm(total=total, desc="copy", unit="rec", disable=not progress)
     records: dict[str, int] = {}
     try:

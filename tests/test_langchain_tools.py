@@ -51,24 +51,31 @@ def test_user_bound_tools_cannot_reach_other_users(agent):
     assert all(span.text in ALICE for i in msg.artifact.interests for span in i.evidence)
 
 
-@pytest.mark.slow
-def test_langchain_agent_loop_calls_recommend(agent, llama_server):
-    from langchain.agents import create_agent
+def _force_then_answer(tool_name: str):
+    """Agent middleware: force the first step to call `tool_name`, then answer from its result as text."""
     from langchain.agents.middleware import wrap_model_call
-    from langchain_openai import ChatOpenAI
 
     @wrap_model_call
-    def force_recommend_then_answer(request, handler):
+    def middleware(request, handler):
         results = [m for m in request.messages if isinstance(m, ToolMessage)]
         if not results:
             # A 135M model picks tools poorly: force the first step deterministically.
-            return handler(request.override(tool_choice="recommend"))
+            return handler(request.override(tool_choice=tool_name))
         # llama_cpp.server rejects assistant messages whose content is null (how tool-call turns are
         # sent), so the final answer sees the tool result as text.
         question = next(m for m in request.messages if isinstance(m, HumanMessage))
         recap = HumanMessage(f"{question.content}\n\nTool results:\n{results[-1].content}\n\nAnswer briefly.")
         return handler(request.override(messages=[recap], tools=[], tool_choice=None))
 
+    return middleware
+
+
+@pytest.mark.slow
+def test_langchain_agent_loop_calls_recommend(agent, llama_server):
+    from langchain.agents import create_agent
+    from langchain_openai import ChatOpenAI
+
+    force_recommend_then_answer = _force_then_answer("recommend")
     model = ChatOpenAI(base_url=llama_server, api_key="unused", model="local", temperature=0, max_tokens=80)
     graph = create_agent(
         model, make_langchain_tools(agent, user_id="alice"), middleware=[force_recommend_then_answer]
@@ -98,7 +105,6 @@ def test_retriever_returns_documents_with_why(agent):
 @pytest.mark.slow
 def test_langchain_agent_loop_with_the_retriever(agent, llama_server, demo_items):
     from langchain.agents import create_agent
-    from langchain.agents.middleware import wrap_model_call
     from langchain_core.tools import create_retriever_tool
     from langchain_openai import ChatOpenAI
 
@@ -109,15 +115,7 @@ def test_langchain_agent_loop_with_the_retriever(agent, llama_server, demo_items
         "Items for this user; the query is the situation.",
     )
 
-    @wrap_model_call
-    def force_then_answer(request, handler):
-        results = [m for m in request.messages if isinstance(m, ToolMessage)]
-        if not results:
-            return handler(request.override(tool_choice="find_items"))
-        question = next(m for m in request.messages if isinstance(m, HumanMessage))
-        recap = HumanMessage(f"{question.content}\n\nTool results:\n{results[-1].content}\n\nAnswer briefly.")
-        return handler(request.override(messages=[recap], tools=[], tool_choice=None))
-
+    force_then_answer = _force_then_answer("find_items")
     model = ChatOpenAI(base_url=llama_server, api_key="unused", model="local", temperature=0, max_tokens=60)
     out = create_agent(model, [tool], middleware=[force_then_answer]).invoke(
         {"messages": [HumanMessage("Find me something to watch tonight.")]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +20,7 @@ from fastapi.responses import JSONResponse
 
 from interestlens.agent.errors import InterestLensError, InvalidInputError, LLMError, StoreError, UnknownIdError
 from interestlens.agent.version import __version__
-from interestlens.tools.mcp_server import (
-    TOKENLESS_HOSTS,
-    BearerTokenMiddleware,
-    SharedAgent,
-    build_mcp_server,
-    check_token,
-)
+from interestlens.tools.mcp_server import BearerTokenMiddleware, SharedAgent, build_mcp_server, check_bind, check_token
 from interestlens.tools.specs import TOOLS, ToolSpec
 
 if TYPE_CHECKING:
@@ -105,14 +100,7 @@ def serve(
     token: str | None = None, user_id: str | None = None,
 ) -> None:
     """Run the service until the process is stopped."""
-    check_token(token)
-    if host not in TOKENLESS_HOSTS and not token:
-        raise InvalidInputError(
-            f"refusing to serve on {host} without a bearer token (pass --token): only 127.0.0.1 and localhost "
-            "may go without one"
-        )
-    import sys
-
+    check_bind(host, token, "the API")
     import uvicorn
 
     app = build_app(agent_factory, token=token, user_id=user_id, host=host)

@@ -277,6 +277,16 @@ def check_token(token: str | None) -> None:
         )
 
 
+def check_bind(host: str, token: str | None, what: str) -> None:
+    """The rule for every HTTP surface: a real token, and none may be omitted except on 127.0.0.1 / localhost."""
+    check_token(token)
+    if host not in TOKENLESS_HOSTS and not token:
+        raise InvalidInputError(
+            f"refusing to serve {what} on {host} without a bearer token (pass --token): only 127.0.0.1 and "
+            "localhost may go without one"
+        )
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -325,12 +335,7 @@ def serve(
         return
     if transport != "http":
         raise InvalidInputError(f"unknown MCP transport {transport!r} (use stdio or http)")
-    check_token(token)
-    if host not in TOKENLESS_HOSTS and not token:
-        raise InvalidInputError(
-            f"refusing to serve MCP on {host} without a bearer token (pass --token): only 127.0.0.1 and "
-            "localhost may go without one"
-        )
+    check_bind(host, token, "MCP")
     import uvicorn
 
     mcp = build_mcp_server(agent_factory, host=host, port=port, user_id=user_id)
