@@ -86,7 +86,8 @@ DEFAULT_PREFIX = "interestlens_"  # "profile" or "forget" alone collide easily w
 OPT_IN = frozenset({"forget", "catalog_remove"})
 
 
-def _chosen(user_bound: bool, include: Sequence[str] | None) -> list[ToolSpec]:
+def chosen_specs(user_bound: bool, include: Sequence[str] | None) -> list[ToolSpec]:
+    """The verbs a host offers: `include` by name, else every verb but the destructive `OPT_IN` ones."""
     pool = USER_TOOLS if user_bound else TOOLS  # user-bound: no catalog administration
     if include is None:
         return [t for t in pool if t.name not in OPT_IN]
@@ -114,7 +115,7 @@ def openai_tool_specs(
                 "strict": True,
             },
         }
-        for spec in _chosen(user_bound, include)
+        for spec in chosen_specs(user_bound, include)
     ]
 
 
