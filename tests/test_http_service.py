@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -145,3 +146,55 @@ def test_non_loopback_without_token_is_refused(tmp_path):
         timeout=120,
     )
     assert r.returncode == 2 and "without a bearer token" in r.stderr
+
+
+# ----------------------------------------------------------------------------------------------- CLI --server
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from interestlens.tools.cli import main
+
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_runs_verbs_on_the_service(service, capsys, monkeypatch):
+    monkeypatch.setenv("INTERESTLENS_TOKEN", TOKEN)
+    monkeypatch.setattr(InterestAgent, "__init__", _no_local_agent)  # proof that nothing is loaded here
+    code, out, err = _cli(capsys, "--server", service, "observe", "-u", "cli-user",
+                          "I adore hand-drawn animation. I can't stand zombie films.")
+    assert code == 0, err
+    code, out, err = _cli(capsys, "--server", service, "--json", "profile", "-u", "cli-user")
+    assert code == 0, err
+    profile = json.loads(out)
+    polarities = {i["polarity"] for i in profile["interests"]}
+    assert profile["user_id"] == "cli-user" and polarities == {"like", "dislike"}
+    code, out, err = _cli(capsys, "--server", service, "recommend", "-u", "cli-user", "-k", "3")
+    assert code == 0 and "Recommendations for cli-user" in out and "1. " in out, (out, err)
+    first = profile["interests"][0]["id"]
+    code, out, err = _cli(capsys, "--server", service, "--json", "profile", "mute", "-u", "cli-user", "-i", first)
+    assert code == 0 and next(i for i in json.loads(out)["interests"] if i["id"] == first)["muted"], err
+    code, out, err = _cli(capsys, "--server", service, "--json", "catalog", "count")
+    assert code == 0 and json.loads(out)["count"] == 80
+
+
+def _no_local_agent(self, *args, **kwargs):
+    raise AssertionError("a local InterestAgent was built although --server was given")
+
+
+def test_cli_server_errors_map_to_exit_codes(service, capsys, monkeypatch):
+    monkeypatch.setenv("INTERESTLENS_TOKEN", TOKEN)
+    code, _, err = _cli(capsys, "--server", service, "explain", "-u", "nobody-here", "--item", "x")
+    assert code == 2 and "unknown user 'nobody-here'" in err  # the service's 404, as a local call words it
+    code, _, err = _cli(capsys, "--server", service, "recommend", "-u", "cli-user", "-k", "0")
+    assert code == 2 and "invalid arguments for recommend" in err  # validated before any round trip
+    code, _, err = _cli(capsys, "--server", service, "topics")
+    assert code == 2 and "not available with --server" in err
+    monkeypatch.delenv("INTERESTLENS_TOKEN")
+    code, _, err = _cli(capsys, "--server", service, "profile", "-u", "cli-user")
+    assert code == 2 and "needs a bearer token" in err
+    code, _, err = _cli(capsys, "--server", f"http://127.0.0.1:{_free_port()}", "profile", "-u", "cli-user")
+    assert code == 1 and "cannot reach the interestlens service" in err

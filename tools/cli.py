@@ -29,6 +29,7 @@ from rich.markup import escape
 from interestlens.agent.errors import InterestLensError, InvalidInputError, LLMError, StoreError
 from interestlens.agent.models import RecommendationResult, SourceText
 from interestlens.agent.prompting import clean_line
+from interestlens.tools.remote import call_server
 from interestlens.tools.specs import TOOLS_BY_NAME, render_text
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ class State:
     llm: str | None = None
     store: str | None = None
     json: bool = False
+    server: str | None = None  # an `interestlens serve` URL: verbs run there, nothing is loaded here
+    token: str | None = None
 
     def settings(self, **overrides: Any) -> Settings:
         from interestlens.agent.config import Settings
@@ -100,11 +103,24 @@ def _state(ctx: typer.Context) -> State:
 
 @contextmanager
 def _agent(ctx: typer.Context, **overrides: Any) -> Iterator[InterestAgent]:
+    if _state(ctx).server:
+        command = ctx.command_path.removeprefix("interestlens ")
+        raise InvalidInputError(f"`{command}` works on a local store only; it is not available with --server")
     agent = _state(ctx).agent(**overrides)
     try:
         yield agent
     finally:
         agent.close()
+
+
+def _run_verb(ctx: typer.Context, verb: str, args: dict[str, Any], **overrides: Any) -> BaseModel:
+    """Run one registry verb: on the `--server` service when given, else on a local agent (`overrides`
+    such as llm="none" apply locally; the service runs with its own settings)."""
+    state = _state(ctx)
+    if state.server:
+        return call_server(state.server, verb, args, token=state.token)
+    with _agent(ctx, **overrides) as agent:
+        return TOOLS_BY_NAME[verb].invoke(agent, args)
 
 
 def _console() -> Console:
@@ -220,12 +236,23 @@ def _main(
         ),
     ] = None,
     json_: JsonOpt = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="URL of `interestlens serve` (http://127.0.0.1:8766): run verbs there, with no model loading here.",
+            envvar="INTERESTLENS_SERVER",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="Bearer token for --server.", envvar="INTERESTLENS_TOKEN")
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
     ] = False,
 ) -> None:
-    ctx.obj = State(llm=llm, store=store, json=json_)
+    ctx.obj = State(llm=llm, store=store, json=json_, server=server, token=token)
 
 
 # ----------------------------------------------------------------------------------------------- catalog
@@ -303,25 +330,18 @@ def observe(
             raise InvalidInputError(f"{messages}: invalid JSON: {e.msg} (line {e.lineno})") from e
         if not isinstance(turns, list):
             raise InvalidInputError(f"{messages}: expected a JSON list of {{role, content}} messages")
-        spec = TOOLS_BY_NAME["observe"]
-        with _agent(ctx) as agent:
-            result = spec.invoke(agent, {"user_id": user, "messages": turns, "history": history or []})
-        _emit(ctx, result, json_)
+        _emit(ctx, _run_verb(ctx, "observe", {"user_id": user, "messages": turns, "history": history or []}), json_)
         return
     sources: list[Any] = list(texts or [])
     if file is not None:
         sources.extend(read_user_texts(file))
     if not sources:
         raise InvalidInputError("nothing to observe: pass TEXT arguments or --file")
-    spec = TOOLS_BY_NAME["observe"]
-    # Validate with the registry's model (bounds, user id) before touching the store.
-    spec.parse_args(
-        {
-            "user_id": user,
-            "texts": [s if isinstance(s, str) else s.text for s in sources],
-            "history": history or [],
-        }
-    )
+    args = {"user_id": user, "texts": [s if isinstance(s, str) else s.text for s in sources], "history": history or []}
+    if _state(ctx).server:  # the service takes plain texts (a file's timestamps stay local)
+        _emit(ctx, _run_verb(ctx, "observe", args), json_)
+        return
+    TOOLS_BY_NAME["observe"].parse_args(args)  # the registry's bounds and user id, before touching the store
     with _agent(ctx) as agent:
         result = agent.observe(user, sources, history=history or [])
     _emit(ctx, result, json_)
@@ -338,9 +358,7 @@ def profile(
         return
     if user is None:
         raise InvalidInputError("profile needs --user (or a subcommand: mute, unmute, delete)")
-    with _agent(ctx, llm="none") as agent:
-        result = TOOLS_BY_NAME["profile"].invoke(agent, {"user_id": user})
-    _emit(ctx, result, json_)
+    _emit(ctx, _run_verb(ctx, "profile", {"user_id": user}, llm="none"), json_)
 
 
 InterestOpt = Annotated[str, typer.Option("--interest", "-i", help="Interest id (see `profile --user U`).")]
@@ -349,22 +367,23 @@ InterestOpt = Annotated[str, typer.Option("--interest", "-i", help="Interest id 
 @profile_app.command("mute")
 def profile_mute(ctx: typer.Context, user: UserOpt, interest: InterestOpt, json_: JsonOpt = False) -> None:
     """Mute an interest: kept, but no longer used for recommendations."""
-    with _agent(ctx, llm="none") as agent:
-        _emit(ctx, agent.set_muted(user, interest, True), json_)
+    _emit(ctx, _edit(ctx, user, "mute", interest_id=interest), json_)
 
 
 @profile_app.command("unmute")
 def profile_unmute(ctx: typer.Context, user: UserOpt, interest: InterestOpt, json_: JsonOpt = False) -> None:
     """Use a muted interest again."""
-    with _agent(ctx, llm="none") as agent:
-        _emit(ctx, agent.set_muted(user, interest, False), json_)
+    _emit(ctx, _edit(ctx, user, "unmute", interest_id=interest), json_)
 
 
 @profile_app.command("delete")
 def profile_delete(ctx: typer.Context, user: UserOpt, interest: InterestOpt, json_: JsonOpt = False) -> None:
     """Delete one interest from a profile."""
-    with _agent(ctx, llm="none") as agent:
-        _emit(ctx, agent.delete_interest(user, interest), json_)
+    _emit(ctx, _edit(ctx, user, "delete", interest_id=interest), json_)
+
+
+def _edit(ctx: typer.Context, user: str, operation: str, **fields: Any) -> BaseModel:
+    return _run_verb(ctx, "edit_profile", {"user_id": user, "operation": operation, **fields}, llm="none")
 
 
 def _split_csv(value: str | None) -> list[str]:
@@ -387,10 +406,7 @@ def recommend(
 ) -> None:
     """Recommend items with justifications quoting the user's own words."""
     args = {"user_id": user, "context": context, "k": k, "expand": _split_csv(expand), "where": where}
-    spec = TOOLS_BY_NAME["recommend"]
-    spec.parse_args(args)
-    with _agent(ctx) as agent:
-        result = spec.invoke(agent, args)
+    result = _run_verb(ctx, "recommend", args)
     for warning in result.stats.warnings:  # type: ignore[attr-defined]
         if "catalog is empty" in warning:
             typer.echo(f"warning: {warning}", err=True)
@@ -405,17 +421,13 @@ def explain(
     json_: JsonOpt = False,
 ) -> None:
     """Show the chain behind a recommended item: intents, interests, quoted evidence."""
-    with _agent(ctx, llm="none") as agent:
-        result = TOOLS_BY_NAME["explain"].invoke(agent, {"user_id": user, "item_id": item})
-    _emit(ctx, result, json_)
+    _emit(ctx, _run_verb(ctx, "explain", {"user_id": user, "item_id": item}, llm="none"), json_)
 
 
 @app.command()
 def forget(ctx: typer.Context, user: UserOpt, json_: JsonOpt = False) -> None:
     """Delete everything stored about a user."""
-    with _agent(ctx, llm="none") as agent:
-        result = TOOLS_BY_NAME["forget"].invoke(agent, {"user_id": user})
-    _emit(ctx, result, json_)
+    _emit(ctx, _run_verb(ctx, "forget", {"user_id": user}, llm="none"), json_)
 
 
 store_app = typer.Typer(help="Move a whole store.", no_args_is_help=True)
@@ -477,8 +489,7 @@ def feedback(
 ) -> None:
     """Record the user's verdict on an item (liked and seen items are never recommended again)."""
     args = {"user_id": user, "item_id": item, "feedback": verdict, "note": note}
-    with _agent(ctx, llm="none") as agent:
-        _emit(ctx, TOOLS_BY_NAME["feedback"].invoke(agent, args), json_)
+    _emit(ctx, _run_verb(ctx, "feedback", args, llm="none"), json_)
 
 
 @app.command()
@@ -489,6 +500,9 @@ def history(
     json_: JsonOpt = False,
 ) -> None:
     """Every change to a user's profile, newest first (observe, feedback, edits, undo)."""
+    if _state(ctx).server:  # the service's history verb leaves the undo snapshots out
+        _emit(ctx, _run_verb(ctx, "history", {"user_id": user, "limit": limit}), json_)
+        return
     with _agent(ctx, llm="none") as agent:
         result = agent.history(user, limit=limit)  # with the undo snapshots in --json
         _emit(ctx, result if (json_ or _state(ctx).json) else TOOLS_BY_NAME["history"].invoke(
@@ -503,8 +517,7 @@ def export_user(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file (default stdout).")] = None,
 ) -> None:
     """Everything stored about a user, as JSON (for an access request; `import` restores it)."""
-    with _agent(ctx, llm="none") as agent:
-        data = agent.export_user(user).model_dump_json(indent=2)
+    data = _run_verb(ctx, "export", {"user_id": user}, llm="none").model_dump_json(indent=2)
     if out is None:
         sys.stdout.write(data + "\n")
     else:
@@ -540,8 +553,7 @@ def profile_rename(
     ctx: typer.Context, user: UserOpt, interest: InterestOpt, name: NameOpt, json_: JsonOpt = False
 ) -> None:
     """Rename an interest."""
-    with _agent(ctx, llm="none") as agent:
-        _emit(ctx, agent.rename_interest(user, interest, name), json_)
+    _emit(ctx, _edit(ctx, user, "rename", interest_id=interest, name=name), json_)
 
 
 @profile_app.command("reweight")
@@ -551,15 +563,13 @@ def profile_reweight(
     json_: JsonOpt = False,
 ) -> None:
     """Set an interest's weight."""
-    with _agent(ctx, llm="none") as agent:
-        _emit(ctx, agent.reweight_interest(user, interest, weight), json_)
+    _emit(ctx, _edit(ctx, user, "reweight", interest_id=interest, weight=weight), json_)
 
 
 @profile_app.command("flip")
 def profile_flip(ctx: typer.Context, user: UserOpt, interest: InterestOpt, json_: JsonOpt = False) -> None:
     """Turn a like into a dislike, or back."""
-    with _agent(ctx, llm="none") as agent:
-        _emit(ctx, agent.flip_interest(user, interest), json_)
+    _emit(ctx, _edit(ctx, user, "flip", interest_id=interest), json_)
 
 
 @profile_app.command("add")
@@ -570,15 +580,13 @@ def profile_add(
     json_: JsonOpt = False,
 ) -> None:
     """Add an interest by hand."""
-    with _agent(ctx, llm="none") as agent:
-        _emit(ctx, agent.add_interest(user, name, "dislike" if dislike else "like", weight), json_)
+    _emit(ctx, _edit(ctx, user, "add", name=name, polarity="dislike" if dislike else "like", weight=weight), json_)
 
 
 @profile_app.command("undo")
 def profile_undo(ctx: typer.Context, user: UserOpt, json_: JsonOpt = False) -> None:
     """Revert the latest change to the profile (repeat to walk back)."""
-    with _agent(ctx, llm="none") as agent:
-        _emit(ctx, agent.undo(user), json_)
+    _emit(ctx, _edit(ctx, user, "undo"), json_)
 
 
 @catalog_app.command("list")
@@ -590,8 +598,7 @@ def catalog_list(
     json_: JsonOpt = False,
 ) -> None:
     """List catalog items (a page)."""
-    with _agent(ctx, llm="none") as agent:
-        _emit(ctx, agent.list_items(limit, offset, where=where), json_)
+    _emit(ctx, _run_verb(ctx, "catalog_list", {"limit": limit, "offset": offset, "where": where}, llm="none"), json_)
 
 
 @catalog_app.command("get")
@@ -599,8 +606,7 @@ def catalog_get(
     ctx: typer.Context, ids: Annotated[list[str], typer.Argument(help="Item ids.")], json_: JsonOpt = False
 ) -> None:
     """Show catalog items by id."""
-    with _agent(ctx, llm="none") as agent:
-        result = agent.get_items(ids)
+    result = _run_verb(ctx, "catalog_get", {"item_ids": ids}, llm="none")
     if result.unknown_ids and not result.items:
         raise InvalidInputError(f"unknown item id(s): {', '.join(result.unknown_ids[:10])}")
     _emit(ctx, result, json_)
@@ -611,15 +617,13 @@ def catalog_remove(
     ctx: typer.Context, ids: Annotated[list[str], typer.Argument(help="Item ids.")], json_: JsonOpt = False
 ) -> None:
     """Remove items from the catalog."""
-    with _agent(ctx, llm="none") as agent:
-        _emit(ctx, agent.remove_items(ids), json_)
+    _emit(ctx, _run_verb(ctx, "catalog_remove", {"item_ids": ids}, llm="none"), json_)
 
 
 @catalog_app.command("count")
 def catalog_count(ctx: typer.Context, where: WhereOpt = None, json_: JsonOpt = False) -> None:
     """How many items (optionally matching --where)."""
-    with _agent(ctx, llm="none") as agent:
-        _emit(ctx, agent.count_items(where=where), json_)
+    _emit(ctx, _run_verb(ctx, "catalog_count", {"where": where}, llm="none"), json_)
 
 
 @catalog_app.command("search")
@@ -631,8 +635,7 @@ def catalog_search(
     json_: JsonOpt = False,
 ) -> None:
     """Search the catalog by meaning."""
-    with _agent(ctx, llm="none") as agent:
-        _emit(ctx, agent.search_items(query, k, where=where), json_)
+    _emit(ctx, _run_verb(ctx, "catalog_search", {"query": query, "k": k, "where": where}, llm="none"), json_)
 
 
 # ----------------------------------------------------------------------------------------------- demo
