@@ -2,7 +2,8 @@
 
 For backends that are not Python, and so calls skip model loading: `POST /v1/<tool>` with the tool's JSON
 arguments returns the tool's result model as JSON (the same registry, strict validation and user binding as
-the other surfaces); `GET /healthz`; OpenAPI docs at `/docs`; the MCP server (streamable HTTP) at `/mcp`.
+the other surfaces); `GET /healthz`; OpenAPI docs at `/docs`; the MCP server (streamable HTTP) at `/mcp`;
+a one-user web page at `/` (tools/web_page.py).
 The bearer-token rules are MCP's: required on any bind but 127.0.0.1 / localhost, at least 16 characters.
 Errors are JSON `{"error": ..., "type": ...}`: 400 bad input, 401 no token, 404 unknown id, 503 a backend.
 """
@@ -22,6 +23,7 @@ from interestlens.agent.errors import InterestLensError, InvalidInputError, LLME
 from interestlens.agent.version import __version__
 from interestlens.tools.mcp_server import BearerTokenMiddleware, SharedAgent, build_mcp_server, check_bind, check_token
 from interestlens.tools.specs import TOOLS, ToolSpec
+from interestlens.tools.web_page import with_page
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -92,7 +94,9 @@ def build_app(
         return {"status": "ok", "version": __version__}
 
     app.mount("/", mcp_app)  # its route is /mcp; mounted last so /v1, /docs and /healthz win
-    return BearerTokenMiddleware(app, token) if token else app
+    # The page (GET / and /ui) holds no user data and is served without the token; its data calls need it.
+    return with_page(BearerTokenMiddleware(app, token) if token else app, token_required=bool(token),
+                     user_bound=user_id is not None)
 
 
 def serve(
