@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> object:
-    # Lazy: the service imports the stores, which import agent submodules; importing it eagerly here
-    # would make `import interestlens.stores...` circular.
+    # PEP 562: InterestAgent is loaded on first access. This file runs before any `interestlens.agent.*`
+    # module, including the contracts stores/ import (models, errors, protocols); importing the service here
+    # would make every store import pull in the service, which imports the stores (tests/test_architecture.py).
     if name == "InterestAgent":
         from interestlens.agent.service import InterestAgent
 

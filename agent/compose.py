@@ -17,13 +17,13 @@ import numpy as np
 from pydantic import BaseModel, Field, create_model
 
 from interestlens.agent.config import Settings
-from interestlens.agent.embeddings import Embedder
 from interestlens.agent.errors import LLMError, LLMOutputError
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
 from interestlens.agent.llm.call import structured_call
 from interestlens.agent.models import Intent, InterestProfile, StageStats, SubInterest
 from interestlens.agent.profile import effective_weight, interest_text
 from interestlens.agent.prompting import render
+from interestlens.agent.protocols import Embedder
 
 MAX_NAME = 48
 MAX_RATIONALE = 160

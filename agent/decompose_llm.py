@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from interestlens.agent.config import Settings
-from interestlens.agent.decompose import (
+from interestlens.agent.decompose_cluster import (
     ClusterDecomposer,
     ResultCache,
     Segment,
@@ -32,13 +32,13 @@ from interestlens.agent.decompose import (
     _segments,
     merge_same_name,
 )
-from interestlens.agent.embeddings import Embedder
 from interestlens.agent.errors import LLMError, LLMOutputError
 from interestlens.agent.grounding import InterestDraft, ground_interests
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
 from interestlens.agent.llm.call import structured_call
 from interestlens.agent.models import EvidenceSpan, Polarity, SourceText, StageStats, SubInterest, utcnow
 from interestlens.agent.prompting import FENCE, FENCE_END, RenderedPrompt, render
+from interestlens.agent.protocols import Embedder
 
 log = logging.getLogger(__name__)
 

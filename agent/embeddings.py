@@ -15,24 +15,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from interestlens.agent.errors import InterestLensError
 from interestlens.agent.models import content_hash
+from interestlens.agent.protocols import Embedder  # the protocol lives with the other contracts; re-exported
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    model_id: str
-    dim: int
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Shape (len(texts), dim), float32, rows L2-normalised."""
-        ...
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:

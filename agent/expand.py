@@ -21,12 +21,12 @@ from pydantic import BaseModel, Field
 
 from interestlens.agent.compose import llm_generate
 from interestlens.agent.config import Settings
-from interestlens.agent.embeddings import Embedder
 from interestlens.agent.errors import LLMError
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
 from interestlens.agent.models import InterestOrigin, InterestProfile, Polarity, StageStats, SubInterest
 from interestlens.agent.profile import effective_weight, interest_text
 from interestlens.agent.prompting import render
+from interestlens.agent.protocols import Embedder, Store
 
 ADJACENT_DISCOUNT = 0.5
 COLLABORATIVE_DISCOUNT = 0.5
@@ -130,7 +130,7 @@ def expand_adjacent(
 
 def expand_collaborative(
     profile: InterestProfile,
-    store: Any,
+    store: Store,
     embedder: Embedder,
     settings: Settings,
     *,
@@ -233,7 +233,7 @@ def _genres(metadata: dict[str, Any]) -> list[str]:
 
 def expand_knowledge(
     profile: InterestProfile,
-    store: Any,
+    store: Store,
     settings: Settings,
     *,
     max_new: int = 2,

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from interestlens.agent.embeddings import Embedder
 from interestlens.agent.models import InterestProfile, Item, Polarity
+from interestlens.agent.protocols import Embedder, Store
 
 GENRE_FIELDS = ("genres", "movielens_genres", "genre")
 TAG_FIELDS = ("tags",)
@@ -163,7 +163,7 @@ _CACHE: dict[tuple[Any, ...], FacetIndex] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def facet_index_for(store: Any, version: object | None = None) -> FacetIndex:
+def facet_index_for(store: Store, version: object | None = None) -> FacetIndex:
     """The store's FacetIndex, rebuilt only when its catalog changed.
 
     `version`: a value the caller changes whenever the catalog changes (the agent's own catalog counter, bumped

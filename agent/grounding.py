@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import numpy as np
 from pydantic import BaseModel, Field
 
-from interestlens.agent.embeddings import Embedder
 from interestlens.agent.models import EvidenceSpan, Polarity, SourceText, SubInterest, utcnow
+from interestlens.agent.protocols import Embedder
 from interestlens.agent.text import normalise_with_map, split_clauses
 
 # A quote shorter than this (after folding) matches too much to count as evidence ("I", "it").

@@ -152,6 +152,12 @@ class SubInterest(BaseModel):
         return self
 
 
+def interest_text(interest: SubInterest) -> str:
+    """What an interest's vector encodes (stored in the store, compared for near-duplicates): the name, plus the
+    description when there is one."""
+    return f"{interest.name}. {interest.description}".strip() if interest.description else interest.name
+
+
 class Intent(BaseModel):
     id: str = ""
     name: str

@@ -26,9 +26,9 @@ from datetime import datetime
 import numpy as np
 
 from interestlens.agent.config import Settings
-from interestlens.agent.embeddings import Embedder
 from interestlens.agent.grounding import as_utc
-from interestlens.agent.models import EvidenceSpan, InterestProfile, SubInterest, utcnow
+from interestlens.agent.models import EvidenceSpan, InterestProfile, SubInterest, interest_text, utcnow
+from interestlens.agent.protocols import Embedder
 
 MAX_WEIGHT = 5.0
 MAX_EVIDENCE = 50  # per interest; the oldest spans beyond this are dropped from the profile, not from sources
@@ -40,11 +40,6 @@ class MergeOutcome:
     added: list[SubInterest] = field(default_factory=list)
     reinforced: list[SubInterest] = field(default_factory=list)
     flipped: list[SubInterest] = field(default_factory=list)  # polarity changed by a later statement
-
-
-def interest_text(interest: SubInterest) -> str:
-    """What near-duplicate detection compares: the name, plus the description when there is one."""
-    return f"{interest.name}. {interest.description}".strip() if interest.description else interest.name
 
 
 def effective_weight(interest: SubInterest, now: datetime | None, half_life_days: float) -> float:

@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 
 from interestlens.agent.config import Settings
-from interestlens.agent.embeddings import Embedder
 from interestlens.agent.errors import InvalidInputError
 from interestlens.agent.facets import FacetIndex, FacetQuery, facet_scores, passes_hard
 from interestlens.agent.fusion import FEATURE_INDEX, FEATURES, SIGNALS, Fusion, LinearFusion, rank_normalise_array
 from interestlens.agent.llm.base import Stopwatch
 from interestlens.agent.models import Candidate, Intent, InterestOrigin, InterestProfile, Item, StageStats
 from interestlens.agent.profile import interest_text
+from interestlens.agent.protocols import Embedder, Store
 
 MAX_MENTION_SEEDS = 8  # named titles first, then the most recent consumed items
 MENTION_K = 20  # neighbours per seed item
@@ -266,7 +266,7 @@ class CandidatePool:
 def build_pool(
     intents: Sequence[Intent],
     profile: InterestProfile,
-    store: Any,
+    store: Store,
     embedder: Embedder,
     settings: Settings,
     *,
@@ -369,7 +369,7 @@ def build_pool(
 def rank_pool(
     pool: CandidatePool,
     profile: InterestProfile,
-    store: Any,
+    store: Store,
     embedder: Embedder,
     settings: Settings,
     fusion: Fusion,
@@ -432,7 +432,7 @@ def _dislike_vectors(profile: InterestProfile, embedder: Embedder) -> np.ndarray
 def retrieve(
     intents: Sequence[Intent],
     profile: InterestProfile,
-    store: Any,
+    store: Store,
     embedder: Embedder,
     settings: Settings,
     *,
@@ -465,7 +465,7 @@ def retrieve(
 
 
 def _filter_and_diversify(
-    ranked: list[str], fused: Mapping[str, float], embs: dict[str, np.ndarray], store: Any,
+    ranked: list[str], fused: Mapping[str, float], embs: dict[str, np.ndarray], store: Store,
     dislike_vecs: np.ndarray | None, k: int, settings: Settings, stats: StageStats,
     intents: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[str]:

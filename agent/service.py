@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,13 +18,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from interestlens.agent.compose import compose_intents
 from interestlens.agent.config import Settings
-from interestlens.agent.embeddings import Embedder, make_embedder
+from interestlens.agent.conversation import is_message_like, plan_turns, to_messages
+from interestlens.agent.decompose import decompose, polarity_of
+from interestlens.agent.embeddings import make_embedder
 from interestlens.agent.errors import InvalidInputError, UnknownIdError
+from interestlens.agent.expand import expand_adjacent, expand_collaborative, expand_knowledge
 from interestlens.agent.facets import FacetIndex, facet_index_for, request_facets
+from interestlens.agent.filters import parse_where
 from interestlens.agent.fusion import FUSION_FILE, Fusion, LinearFusion, load_fusion
+from interestlens.agent.linking import TitleLinker, link_interests
+from interestlens.agent.llm import make_llm
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
 from interestlens.agent.models import (
+    Candidate,
     CatalogCount,
     CatalogPage,
     CatalogRemoveResult,
@@ -50,8 +61,16 @@ from interestlens.agent.models import (
     Topic,
     UserExport,
 )
-from interestlens.agent.retrieve import CandidatePool, RequestFacets, build_pool
-from interestlens.stores.chroma_store import with_metadata_text
+from interestlens.agent.profile import MAX_WEIGHT, merge_interests
+from interestlens.agent.protocols import Embedder, Store
+from interestlens.agent.rerank import justify_without_llm
+from interestlens.agent.rerank import rerank as llm_rerank
+from interestlens.agent.retrieve import CandidatePool, RequestFacets, build_pool, retrieve
+from interestlens.agent.text import decode_user_bytes, validate_text
+from interestlens.agent.topics import build_topics
+from interestlens.stores.catalog_files import read_catalog_file
+from interestlens.stores.catalog_io import read_interactions_jsonl
+from interestlens.stores.chroma_store import ChromaStore, with_metadata_text
 from interestlens.stores.history import HistoryStore
 from interestlens.stores.ids import validate_user_id
 
@@ -86,23 +105,21 @@ class InterestAgent:
         *,
         llm: StructuredLLM | str | None = _UNSET,
         embedder: Embedder | None = None,
-        store: Any = None,
+        store: Store | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.embedder = embedder or make_embedder(
             self.settings.embedder, base_url=self.settings.openai_base_url, api_key=self.settings.openai_api_key
         )
-        if store is None:
-            from interestlens.stores.chroma_store import ChromaStore
-
-            store = ChromaStore(self.settings.store, self.embedder)
-        self.store = store
+        # Typed as the protocol (a type checker holds ChromaStore to it here; tests/test_architecture.py checks the
+        # signatures): any other Store may be passed.
+        self.store: Store = ChromaStore(self.settings.store, self.embedder) if store is None else store
         # The LLM loads on first use: recommend without rerank never pays for it.
         self._llm_spec: StructuredLLM | str | None = self.settings.llm if llm is _UNSET else llm
         self._llm: StructuredLLM | None = None
         self._llm_loaded = False
         self._llm_lock = threading.Lock()
-        self._linker: Any = None
+        self._linker: TitleLinker | None = None
         self._fusion: Fusion | None = None
         self._facet_index: FacetIndex | None = None
         self._history: HistoryStore | None = None
@@ -118,8 +135,6 @@ class InterestAgent:
                 if not self._llm_loaded:
                     spec = self._llm_spec
                     if isinstance(spec, str):
-                        from interestlens.agent.llm import make_llm
-
                         self._llm = make_llm(spec, self.settings)
                     else:
                         self._llm = spec
@@ -179,10 +194,8 @@ class InterestAgent:
         with lock, (lease(user_id) if lease is not None else contextlib.nullcontext()):
             yield
 
-    def _title_linker(self) -> Any:
+    def _title_linker(self) -> TitleLinker:
         if self._linker is None:
-            from interestlens.agent.linking import TitleLinker
-
             self._linker = TitleLinker(self.store.iter_items(), popularity=self.store.popularity_scores())
         return self._linker
 
@@ -203,8 +216,6 @@ class InterestAgent:
 
     # ------------------------------------------------------------------ observe
     def _to_sources(self, texts: str | SourceText | Sequence[str | SourceText]) -> list[SourceText]:
-        from interestlens.agent.text import decode_user_bytes, validate_text
-
         if isinstance(texts, str | SourceText | bytes):
             texts = [texts]  # type: ignore[list-item]
         if not isinstance(texts, list | tuple):
@@ -241,10 +252,6 @@ class InterestAgent:
         `messages`: only user turns are observed; requests and chit-chat are not stored; a reply such as
         "yes, more like that" becomes a like of the item the previous assistant turn suggested.
         """
-        from interestlens.agent.decompose import decompose, polarity_of
-        from interestlens.agent.linking import link_interests
-        from interestlens.agent.profile import merge_interests
-
         validate_user_id(user_id)
         chat = self._from_messages(messages if messages is not None else texts) if (
             messages is not None or self._is_messages(texts)
@@ -315,14 +322,10 @@ class InterestAgent:
     # ------------------------------------------------------------------ chat messages
     @staticmethod
     def _is_messages(texts: Any) -> bool:
-        from interestlens.agent.conversation import is_message_like
-
         return isinstance(texts, list | tuple) and bool(texts) and all(is_message_like(t) for t in texts)
 
     def _from_messages(self, raw: Any) -> _ChatInput:
         """User turns to observe, replies about the last suggestion (as linked interests), and requests."""
-        from interestlens.agent.conversation import plan_turns, to_messages
-
         if isinstance(raw, str | bytes) or not isinstance(raw, list | tuple):
             raise InvalidInputError("messages must be a list of {role, content} messages")
         messages = to_messages(raw)
@@ -361,8 +364,6 @@ class InterestAgent:
         """Catalog items whose exact title an assistant turn contains (whole words, case-sensitive), in order.
 
         Lenient on purpose, unlike the user-text linker: an assistant naming an item means that item."""
-        import re
-
         count = self.store.count_items()
         if self._titles is None or self._titles[0] != count:
             self._titles = (count, [(it.title, it.id) for it in self.store.iter_items() if len(it.title) >= 3])
@@ -441,8 +442,6 @@ class InterestAgent:
 
     def reweight_interest(self, user_id: str, interest_id: str, weight: float) -> InterestProfile:
         """Set an interest's weight (0 to MAX_WEIGHT; 1 is a plain statement)."""
-        from interestlens.agent.profile import MAX_WEIGHT
-
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= MAX_WEIGHT:
             raise InvalidInputError(f"weight must be a number between 0 and {MAX_WEIGHT}, got {weight!r}")
 
@@ -467,8 +466,6 @@ class InterestAgent:
         description: str = "",
     ) -> InterestProfile:
         """Add an interest by hand (origin manual); the typed name is its evidence. Creates the profile if new."""
-        from interestlens.agent.profile import MAX_WEIGHT
-
         new_name = _interest_name(name)
         try:
             pol = Polarity(polarity)
@@ -585,8 +582,6 @@ class InterestAgent:
         self, data: UserExport | dict[str, Any] | str, *, user_id: str | None = None, replace: bool = False
     ) -> ImportResult:
         """Restore an export (optionally under another id). An existing user is refused unless `replace`."""
-        from pydantic import ValidationError
-
         try:
             if isinstance(data, str):
                 export = UserExport.model_validate_json(data)
@@ -640,9 +635,6 @@ class InterestAgent:
         """The user's verdict on an item: liked / disliked (an interest grounded in the item and the note, and a
         behaviour row) or seen. Liked and seen items join the history (never recommended again); a disliked
         item is excluded through its dislike."""
-        from interestlens.agent.profile import merge_interests
-        from interestlens.agent.text import validate_text
-
         validate_user_id(user_id)
         try:
             verdict = FeedbackKind(kind)
@@ -703,9 +695,6 @@ class InterestAgent:
         self, path: str | Path, interactions: str | Path | None = None, progress: bool = False
     ) -> int:
         """Add the items of a .jsonl or .csv file (and optional interactions JSONL); returns items written."""
-        from interestlens.stores.catalog_files import read_catalog_file
-        from interestlens.stores.catalog_io import read_interactions_jsonl
-
         n = self.add_items(read_catalog_file(path), progress=progress)
         if interactions is not None:
             self.add_interactions(read_interactions_jsonl(interactions))
@@ -714,8 +703,6 @@ class InterestAgent:
     def list_items(
         self, limit: int = 20, offset: int = 0, where: str | dict[str, Any] | None = None
     ) -> CatalogPage:
-        from interestlens.agent.filters import parse_where
-
         _check_page(limit, offset)
         items, total = self.store.list_items(limit, offset, parse_where(where))
         return CatalogPage(items=[ItemHit(item=i) for i in items], total=total, offset=offset)
@@ -732,8 +719,6 @@ class InterestAgent:
         )
 
     def count_items(self, where: str | dict[str, Any] | None = None) -> CatalogCount:
-        from interestlens.agent.filters import parse_where
-
         parsed = parse_where(where)
         count = self.store.count_items() if parsed is None else self.store.list_items(0, 0, parsed)[1]
         return CatalogCount(count=count, where=parsed)
@@ -750,9 +735,6 @@ class InterestAgent:
 
     def search_items(self, query: str, k: int = 10, where: str | dict[str, Any] | None = None) -> CatalogPage:
         """Items nearest to a text (cosine similarity of the embeddings), optionally filtered by `where`."""
-        from interestlens.agent.filters import parse_where
-        from interestlens.agent.text import validate_text
-
         query = validate_text((query or "").strip(), self.settings.max_text_chars) if query else ""
         if not query.strip():
             raise InvalidInputError("search needs a non-empty query")
@@ -794,24 +776,16 @@ class InterestAgent:
         rerank: bool | None = None,
         candidate_ids: Sequence[str] | None = None,
     ) -> RecommendationResult:
-        from interestlens.agent.compose import compose_intents
-        from interestlens.agent.rerank import justify_without_llm
-        from interestlens.agent.rerank import rerank as llm_rerank
-        from interestlens.agent.retrieve import retrieve
-
         validate_user_id(user_id)
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise InvalidInputError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
         if context is not None:
-            from interestlens.agent.text import validate_text
-
             context = context.strip() or None
             if context is not None:
                 validate_text(context, self.settings.max_text_chars)
         bad = [e for e in expand if e not in EXPANSIONS]
         if bad:
             raise InvalidInputError(f"unknown expansion {bad[0]!r}: choose from {', '.join(EXPANSIONS)}")
-        from interestlens.agent.filters import parse_where
 
         where = parse_where(where)  # validated before anything runs; a JSON string is accepted too
         profile = self.store.load_profile(user_id)
@@ -867,8 +841,6 @@ class InterestAgent:
         where: dict[str, Any] | None = None,
     ) -> CandidatePool:
         """The candidates `recommend` would fuse, with their feature rows (for fitting a fusion; no LLM)."""
-        from interestlens.agent.compose import compose_intents
-
         profile = self.profile(user_id)
         intents = compose_intents(
             profile, context, llm=None, embedder=self.embedder, settings=self.settings, stats=StageStats()
@@ -880,29 +852,24 @@ class InterestAgent:
         )
 
     def _expand(self, profile: InterestProfile, kinds: Sequence[str], stats: StageStats) -> list[SubInterest]:
-        from interestlens.agent import expand
-
         out: list[SubInterest] = []
         for kind in dict.fromkeys(kinds):
             if kind == "adjacent":
                 if self.llm is None:
                     stats.warnings.append("adjacent expansion needs an LLM; skipped")
                     continue
-                out += expand.expand_adjacent(
+                out += expand_adjacent(
                     profile, llm=self.llm, embedder=self.embedder, settings=self.settings, stats=stats
                 )
             elif kind == "collaborative":
-                out += expand.expand_collaborative(profile, self.store, self.embedder, self.settings)
+                out += expand_collaborative(profile, self.store, self.embedder, self.settings)
             elif kind == "knowledge":
-                out += expand.expand_knowledge(profile, self.store, self.settings)
+                out += expand_knowledge(profile, self.store, self.settings)
         return out
 
     # ------------------------------------------------------------------ explain
     def explain(self, user_id: str, item_id: str) -> Explanation:
         """The chain item -> intents -> sub-interests -> evidence spans for one item."""
-        from interestlens.agent.compose import compose_intents
-        from interestlens.agent.rerank import justify_without_llm
-
         profile = self.profile(user_id)
         item = self.store.get_item(item_id)
         last = self.store.load_last_result(user_id)
@@ -912,7 +879,6 @@ class InterestAgent:
             justification, evidence, score = rec.justification, rec.cited_evidence, rec.score
         else:
             # Not recommended recently: explain against the current intents without an LLM call.
-            from interestlens.agent.models import Candidate
 
             stats = StageStats()
             all_intents = compose_intents(
@@ -938,8 +904,6 @@ class InterestAgent:
 
     # ------------------------------------------------------------------ topics
     def topics(self) -> list[Topic]:
-        from interestlens.agent.topics import build_topics
-
         return build_topics(self.store, self.embedder, llm=self.llm, settings=self.settings, stats=StageStats())
 
     # ------------------------------------------------------------------ async

@@ -8,18 +8,18 @@ Dislikes are left out: a topic describes what people are into.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from interestlens.agent.compose import llm_generate
 from interestlens.agent.config import Settings
-from interestlens.agent.embeddings import Embedder
 from interestlens.agent.errors import LLMError
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
 from interestlens.agent.models import Polarity, StageStats, Topic, content_hash
 from interestlens.agent.profile import effective_weight
+from interestlens.agent.prompting import render
+from interestlens.agent.protocols import Embedder, Store
 
 TOPIC_DISTANCE = 0.55  # cosine distance within which interests share a topic (average linkage)
 MAX_NAMED_BY_LLM = 20  # the largest topics are named by the LLM; the rest after their central interest
@@ -41,7 +41,7 @@ def _cluster(embs: np.ndarray, distance: float) -> np.ndarray:
 
 
 def build_topics(
-    store: Any,
+    store: Store,
     embedder: Embedder,
     *,
     llm: StructuredLLM | None = None,
@@ -102,8 +102,6 @@ def build_topics(
 
 
 def _llm_name(llm: StructuredLLM, names: list[str], stats: StageStats) -> str | None:
-    from interestlens.agent.prompting import render
-
     try:
         prompt = render("topic_name", names=names[:12])
         reply = llm_generate(llm, prompt, _TopicName, stats=stats, max_tokens=40)

@@ -44,7 +44,6 @@ from filelock import FileLock, Timeout
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from interestlens.agent.embeddings import Embedder
 from interestlens.agent.errors import InvalidInputError, StoreError, UnknownIdError
 from interestlens.agent.models import (
     Interaction,
@@ -54,8 +53,9 @@ from interestlens.agent.models import (
     SourceText,
     SubInterest,
     content_hash,
+    interest_text,
 )
-from interestlens.agent.profile import interest_text
+from interestlens.agent.protocols import Embedder
 from interestlens.stores.behaviour import BehaviourStore
 from interestlens.stores.history import COLLECTION as HISTORY_COLLECTION
 from interestlens.stores.ids import validate_item_id, validate_user_id

@@ -9,16 +9,14 @@ Specs: "smollm2" (the packaged SmolLM2-135M GGUF) | "gemma3" (the optional gemma
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from interestlens.agent.config import Settings
 from interestlens.agent.errors import InterestLensError, LLMError
 from interestlens.agent.llm.base import LLMUsage, StructuredLLM, StructuredResponse
 from interestlens.agent.llm.langchain_chat import LangChainLLM
 from interestlens.agent.llm.llamacpp import LlamaCppLLM, default_gguf_path, gemma_gguf_path
 from interestlens.agent.llm.openai_compat import OpenAICompatibleLLM
-
-if TYPE_CHECKING:
-    from interestlens.agent.config import Settings
 
 __all__ = [
     "LLMUsage",
@@ -70,8 +68,6 @@ def _from_factory(target: str) -> StructuredLLM:
 
 def make_llm(spec: str | None, settings: Settings | None = None) -> StructuredLLM | None:
     """The backend named by `spec` (see module doc), configured from `settings`; None for "none"/""."""
-    from interestlens.agent.config import Settings
-
     settings = settings or Settings()
     spec = (spec or "").strip()
     kind, _, arg = spec.partition(":")
