@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # embedder: "minilm" (packaged all-MiniLM-L6-v2) | "openai:MODEL"
     embedder: str = "minilm"
     store: str = Field(default_factory=default_store_dir)  # directory, or http://host:port for a Chroma server
+    # OpenTelemetry spans per agent call, stage and LLM call (agent/tracing.py), to the global TracerProvider.
+    # Off by default: a host opts in; the CLI's --trace installs an exporter and turns it on.
+    trace: bool = False
 
     # Catalog documents: metadata fields appended to an item's text before it is embedded (stores.chroma_store
     # with_metadata_text), the same for the agent and the evaluation baselines. Genre-like fields say what a bare

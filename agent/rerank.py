@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field, create_model
 from interestlens.agent.config import Settings
 from interestlens.agent.errors import LLMError, LLMOutputError, LogprobsUnavailable
 from interestlens.agent.llm.base import LabelScorer, Stopwatch, StructuredLLM
-from interestlens.agent.llm.call import count_usage, structured_call
+from interestlens.agent.llm.call import count_usage, structured_call, token_attrs
 from interestlens.agent.models import (
     Candidate,
     EvidenceSpan,
@@ -43,6 +43,7 @@ from interestlens.agent.models import (
 )
 from interestlens.agent.prompting import FENCE, FENCE_END, RenderedPrompt, looks_like_instruction, render
 from interestlens.agent.text import normalise_for_match, split_sentences
+from interestlens.agent.tracing import llm_span
 
 MAX_JUSTIFICATION = 200
 MAX_CITED = 3
@@ -293,7 +294,9 @@ def llm_rank_scores(
         labels = labels_for(len(presented))
         prompt = _prompt("rerank_score", presented, intents, profile, evidence, context)
         stats.llm_calls += 1
-        scored = llm.score_labels(prompt, labels)
+        with llm_span("score_labels", model_id=llm.model_id, version=prompt.version) as span:
+            scored = llm.score_labels(prompt, labels)
+            span.update(labels=len(labels), **token_attrs(scored.usage))
         count_usage(stats, scored.usage)
         if set(scored) != set(labels) or not all(np.isfinite(v) for v in scored.values()):
             raise LLMOutputError(f"{llm.model_id} scored {sorted(scored)} for labels {labels}")

@@ -68,6 +68,7 @@ from interestlens.agent.rerank import rerank as llm_rerank
 from interestlens.agent.retrieve import CandidatePool, RequestFacets, build_pool, retrieve
 from interestlens.agent.text import decode_user_bytes, validate_text
 from interestlens.agent.topics import build_topics
+from interestlens.agent.tracing import traced
 from interestlens.stores.catalog_files import read_catalog_file
 from interestlens.stores.catalog_io import read_interactions_jsonl
 from interestlens.stores.chroma_store import ChromaStore, with_metadata_text
@@ -234,6 +235,7 @@ class InterestAgent:
             sources.append(t if cleaned == t.text else SourceText(**{**t.model_dump(), "text": cleaned, "id": ""}))
         return sources
 
+    @traced("observe")
     def observe(
         self,
         user_id: str,
@@ -629,6 +631,7 @@ class InterestAgent:
         )
 
     # ------------------------------------------------------------------ feedback
+    @traced("feedback")
     def feedback(
         self, user_id: str, item_id: str, kind: FeedbackKind | str, note: str | None = None
     ) -> FeedbackResult:
@@ -748,6 +751,7 @@ class InterestAgent:
             total=total, query=query,
         )
 
+    @traced("forget")
     def forget(self, user_id: str, *, purge: bool = True) -> bool:
         """Remove every trace of the user: profile, interests, sources, history, caches, remembered results.
 
@@ -765,6 +769,7 @@ class InterestAgent:
         return existed
 
     # ------------------------------------------------------------------ recommend
+    @traced("recommend")
     def recommend(
         self,
         user_id: str,
@@ -868,6 +873,7 @@ class InterestAgent:
         return out
 
     # ------------------------------------------------------------------ explain
+    @traced("explain")
     def explain(self, user_id: str, item_id: str) -> Explanation:
         """The chain item -> intents -> sub-interests -> evidence spans for one item."""
         profile = self.profile(user_id)
@@ -903,6 +909,7 @@ class InterestAgent:
         )
 
     # ------------------------------------------------------------------ topics
+    @traced("topics")
     def topics(self) -> list[Topic]:
         return build_topics(self.store, self.embedder, llm=self.llm, settings=self.settings, stats=StageStats())
 

@@ -16,6 +16,7 @@ from interestlens.agent.errors import LLMOutputError
 from interestlens.agent.llm.base import LLMUsage, StructuredLLM
 from interestlens.agent.models import StageStats
 from interestlens.agent.prompting import RenderedPrompt, render
+from interestlens.agent.tracing import llm_span
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -26,6 +27,13 @@ def count_usage(stats: StageStats, usage: LLMUsage | None) -> None:
     if usage is not None:
         stats.prompt_tokens += usage.prompt_tokens
         stats.completion_tokens += usage.completion_tokens
+
+
+def token_attrs(usage: LLMUsage | None) -> dict[str, int]:
+    """Token counts as span attributes (empty when the backend reported none)."""
+    if usage is None:
+        return {}
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
 
 
 def with_error_feedback(prompt: RenderedPrompt, error: str) -> RenderedPrompt:
@@ -50,21 +58,29 @@ def structured_call(
     for attempt in range(retries + 1):
         stats.llm_calls += 1
         resp = None
-        try:
-            resp = llm.generate(attempt_prompt, model, max_tokens=max_tokens, temperature=temperature)
-            # Re-check: a backend is not trusted to have validated against this very model.
-            value = model.model_validate(resp.value.model_dump()) if resp.value is not None else None
-            if value is None:
-                raise LLMOutputError(f"{llm.model_id} returned no value")
-        except (LLMOutputError, ValidationError) as e:
-            stats.invalid_outputs += 1
-            count_usage(stats, getattr(e, "usage", None) or (resp.usage if resp is not None else None))
-            if attempt >= retries:
-                if isinstance(e, LLMOutputError):
-                    raise
-                raise LLMOutputError(f"{llm.model_id} reply is not a valid {model.__name__}: {e}") from e
-            attempt_prompt = with_error_feedback(prompt, str(e))
-            continue
-        count_usage(stats, resp.usage)
-        return value
+        with llm_span("generate", model_id=llm.model_id, version=prompt.version) as span:
+            span.update(response_model=model.__name__, attempt=attempt + 1)
+            try:
+                resp = llm.generate(attempt_prompt, model, max_tokens=max_tokens, temperature=temperature)
+                # Re-check: a backend is not trusted to have validated against this very model.
+                value = model.model_validate(resp.value.model_dump()) if resp.value is not None else None
+                if value is None:
+                    raise LLMOutputError(f"{llm.model_id} returned no value")
+                span.update(valid=True, **token_attrs(resp.usage))
+            except (LLMOutputError, ValidationError) as e:
+                error: LLMOutputError | ValidationError | None = e
+                failed_usage = getattr(e, "usage", None) or (resp.usage if resp is not None else None)
+                span.update(valid=False, **token_attrs(failed_usage))
+            else:
+                error = None
+        if error is None:
+            count_usage(stats, resp.usage if resp is not None else None)
+            return value
+        stats.invalid_outputs += 1
+        count_usage(stats, failed_usage)
+        if attempt >= retries:
+            if isinstance(error, LLMOutputError):
+                raise error
+            raise LLMOutputError(f"{llm.model_id} reply is not a valid {model.__name__}: {error}") from error
+        attempt_prompt = with_error_feedback(prompt, str(error))
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
