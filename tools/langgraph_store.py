@@ -95,7 +95,7 @@ class InterestLensStore(BaseStore):
         ]
 
     def _namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
-        users = sorted(self.agent.store.collections()["profiles"].get(include=[])["ids"])
+        users = sorted(self.agent.store.list_users())  # the Store protocol, not a Chroma collection
         names = [(ROOT, u) for u in users]
         return names[op.offset : op.offset + op.limit]
 
