@@ -290,11 +290,15 @@ def request_facets(
 def facet_scores(query: FacetQuery, item_ids: Sequence[str], index: FacetIndex) -> dict[str, float]:
     """Per item, the share of the query's soft weight its facets carry, in [0, 1]."""
     total = sum(query.soft.values())
-    out: dict[str, float] = {}
-    for item_id in item_ids:
-        fs = index.item_facets.get(item_id, frozenset())
-        out[item_id] = round(sum(w for k, w in query.soft.items() if k in fs) / total, 4) if total else 0.0
-    return out
+    acc = dict.fromkeys(item_ids, 0.0)
+    if not total:
+        return acc
+    # Walk each soft facet's items (not every item's facets): the same sums, in the same order, a few times faster.
+    for key, w in query.soft.items():
+        for item_id in index.by_facet.get(key, ()):
+            if item_id in acc:
+                acc[item_id] += w
+    return {item_id: round(v / total, 4) for item_id, v in acc.items()}
 
 
 def passes_hard(query: FacetQuery, item_id: str, index: FacetIndex) -> bool:

@@ -337,8 +337,8 @@ def build_pool(
         # that text alone misses (a popularity-only ranking beats text embeddings on ReDial and MovieLens).
         n_popular = POPULAR_POOL_N if (pool or extra) else COLD_START_N
         seen = in_pool | set(extra) | excluded
-        by_pop = heapq.nlargest(n_popular + len(seen), pop, key=pop.__getitem__)
-        extra += [i for i in by_pop if i not in seen][:n_popular]
+        # The n most popular unseen items (the same list as ranking all and skipping the seen, without the sort).
+        extra += heapq.nlargest(n_popular, (i for i in pop if i not in seen), key=pop.__getitem__)
         extra = list(dict.fromkeys(extra))
         if extra and where:
             fetched = {it.id: it for it in store.get_items(extra)}
