@@ -225,3 +225,29 @@ def test_prompts_of_a_bound_server_fill_in_its_user(store_dir):
             await server.get_prompt("what_do_you_know_about_me", {"user_id": "bob"})
 
     anyio.run(run)
+
+
+def test_user_id_completions_through_the_sdk_client(store_dir):
+    """completion/complete for `user_id` (prompts and the profile resource): prefix matches from the store; a
+    bound server offers only its own user."""
+    from mcp.shared.memory import create_connected_server_and_client_session
+    from mcp.types import PromptReference, ResourceTemplateReference
+
+    from interestlens.tools.mcp_server import PROFILE_RESOURCE
+
+    def factory() -> InterestAgent:
+        return InterestAgent(Settings(store=store_dir, llm="none"))
+
+    async def run() -> None:
+        async with create_connected_server_and_client_session(build_mcp_server(factory)) as session:
+            ref = ResourceTemplateReference(type="ref/resource", uri=PROFILE_RESOURCE)
+            got = await session.complete(ref, {"name": "user_id", "value": "z"})
+            assert got.completion.values == ["zed"]
+            prompt = PromptReference(type="ref/prompt", name="what_do_you_know_about_me")
+            assert (await session.complete(prompt, {"name": "user_id", "value": "q"})).completion.values == []
+        async with create_connected_server_and_client_session(build_mcp_server(factory, user_id="alice")) as bound:
+            ref = ResourceTemplateReference(type="ref/resource", uri=PROFILE_RESOURCE)
+            assert (await bound.complete(ref, {"name": "user_id", "value": ""})).completion.values == ["alice"]
+            assert (await bound.complete(ref, {"name": "user_id", "value": "z"})).completion.values == []
+
+    anyio.run(run)

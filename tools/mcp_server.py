@@ -28,7 +28,15 @@ import anyio.to_thread
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.utilities.func_metadata import FuncMetadata
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import (
+    CallToolResult,
+    Completion,
+    CompletionArgument,
+    PromptReference,
+    ResourceTemplateReference,
+    TextContent,
+    ToolAnnotations,
+)
 from pydantic import BaseModel, Field
 from pydantic_core import PydanticUndefined
 
@@ -46,6 +54,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_HTTP_PORT = 8765
 MIN_TOKEN_CHARS = 16
+MAX_COMPLETIONS = 100  # the MCP spec's cap on values per completion response
 TOKENLESS_HOSTS = ("127.0.0.1", "localhost")  # any other bind, other loopback addresses too, needs a token
 PROFILE_RESOURCE = "interestlens://profile/{user_id}"
 
@@ -230,6 +239,18 @@ def build_mcp_server(
         args = ProfileArgs.model_validate({"user_id": user_id})
         profile = await agent.acall(lambda a: a.profile(args.user_id))
         return profile.model_dump_json()
+
+    @mcp.completion()
+    async def complete_user_id(
+        ref: PromptReference | ResourceTemplateReference, argument: CompletionArgument, context: Any
+    ) -> Completion | None:
+        """User ids that start with what was typed, for the prompts' and the profile resource's `user_id`; a
+        bound server offers only its own user (an unbound one already lets a token holder name any user)."""
+        if argument.name != "user_id":
+            return None
+        users = [bound] if bound is not None else await agent.acall(lambda a: a.store.list_users())
+        hits = sorted(u for u in users if u.startswith(argument.value or ""))
+        return Completion(values=hits[:MAX_COMPLETIONS], total=len(hits), hasMore=len(hits) > MAX_COMPLETIONS)
 
     return mcp
 
