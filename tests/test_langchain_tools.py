@@ -166,3 +166,64 @@ def test_langgraph_store_over_profiles(agent):
     graph.add_edge("recall", END)
     out = graph.compile(store=store).invoke({"topic": "jazz", "names": []})
     assert out["names"] and "jazz" in out["names"][0].lower()
+
+
+@pytest.mark.slow
+def test_langgraph_memory_loop_with_a_real_model(agent, llama_server):
+    """The LangGraph memory pattern on a real llama.cpp model: a node writes the user's message to the store
+    (observe), the next recalls the user's interests from it, and the model answers with them in its
+    instructions. Asserted: what reached the model and the store, never what the model wrote."""
+    from typing import TypedDict
+
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.messages import AIMessage, SystemMessage
+    from langchain_openai import ChatOpenAI
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.store.base import BaseStore
+
+    from interestlens.tools.langgraph_store import InterestLensStore
+
+    class Seen(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.prompts: list[str] = []
+
+        def on_chat_model_start(self, serialized, messages, **kwargs):
+            self.prompts.extend(m.content for batch in messages for m in batch)
+
+    seen = Seen()
+    model = ChatOpenAI(base_url=llama_server, api_key="unused", model="local", temperature=0, max_tokens=40)
+
+    class State(TypedDict):
+        user: str
+        message: str
+        recalled: list[str]
+        answer: str
+
+    def remember(state: State, *, store: BaseStore) -> dict:
+        store.put(("interestlens", state["user"]), "msg-1", {"text": state["message"]})
+        return {}
+
+    def recall(state: State, *, store: BaseStore) -> dict:
+        found = store.search(("interestlens", state["user"]), query=state["message"], limit=3)
+        return {"recalled": [f"{i.value['polarity']}: {i.value['name']}" for i in found]}
+
+    def respond(state: State) -> dict:
+        system = "The user's interests: " + "; ".join(state["recalled"]) + ". Suggest one film in a sentence."
+        reply = model.invoke([SystemMessage(system), HumanMessage(state["message"])], config={"callbacks": [seen]})
+        assert isinstance(reply, AIMessage)
+        return {"answer": str(reply.content)}
+
+    graph = StateGraph(State)
+    for name, fn in (("remember", remember), ("recall", recall), ("respond", respond)):
+        graph.add_node(name, fn)
+    graph.add_edge(START, "remember")
+    graph.add_edge("remember", "recall")
+    graph.add_edge("recall", "respond")
+    graph.add_edge("respond", END)
+    text = "I adore heist films with clever plans. I can't stand gory horror."
+    out = graph.compile(store=InterestLensStore(agent)).invoke({"user": "dana", "message": text, "recalled": []})
+    names = {i.name for i in agent.profile("dana").interests}
+    assert names and out["recalled"]  # the message became interests, and the store gave them back
+    assert all(r.split(": ", 1)[1] in names for r in out["recalled"])
+    assert any(all(r in p for r in out["recalled"]) for p in seen.prompts)  # the model saw what was recalled
+    assert isinstance(out["answer"], str)
