@@ -30,45 +30,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_serve(store: str, token: str | None = TOKEN) -> tuple[subprocess.Popen, str]:
+    """`interestlens serve` in its own process on a free port, once /healthz answers."""
+    port = _free_port()
+    argv = [sys.executable, "-m", "interestlens.tools.cli", "--store", store, "--llm", "none", "serve",
+            "--port", str(port)] + (["--token", token] if token else [])
+    proc = subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", headers=headers, timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.3)
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited: {proc.stderr.read()}")
+    proc.kill()
+    pytest.fail("serve did not answer /healthz within 120 s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, embedder, demo_items):
     store = str(tmp_path_factory.mktemp("serve-store"))
     with InterestAgent(Settings(store=store, llm="none"), llm=None, embedder=embedder) as a:
         a.add_items(demo_items[:80])
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "interestlens.tools.cli",
-            "--store",
-            store,
-            "--llm",
-            "none",
-            "serve",
-            "--port",
-            str(port),
-            "--token",
-            TOKEN,
-        ],
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.3)
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited: {proc.stderr.read()}")
+    proc, url = _start_serve(store)
     yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    _stop(proc)
 
 
 def _client(url: str, token: str | None = TOKEN) -> httpx.Client:
@@ -198,3 +193,37 @@ def test_cli_server_errors_map_to_exit_codes(service, capsys, monkeypatch):
     assert code == 2 and "needs a bearer token" in err
     code, _, err = _cli(capsys, "--server", f"http://127.0.0.1:{_free_port()}", "profile", "-u", "cli-user")
     assert code == 1 and "cannot reach the interestlens service" in err
+
+
+def test_two_services_share_one_chroma_server(tmp_path, embedder, demo_items):
+    """Two `serve` processes on one `chroma run` server: what one writes the other reads, and concurrent
+    observes of one user through both are all kept (the per-user lease of the reliability issue)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from _chroma_server import running_chroma_server
+
+    with running_chroma_server(tmp_path / "chroma") as chroma_url:
+        with InterestAgent(Settings(store=chroma_url, llm="none"), llm=None, embedder=embedder) as a:
+            a.add_items(demo_items[:40])
+        (pa, url_a), (pb, url_b) = _start_serve(chroma_url, None), _start_serve(chroma_url, None)
+        try:
+            texts = ["I adore hand-drawn animation.", "I love quiet jazz records.", "Heist thrillers are my thing.",
+                     "I can't stand zombie films."]
+
+            def observe(job: tuple[str, str]) -> int:
+                url, text = job
+                return httpx.post(f"{url}/v1/observe", json={"user_id": "shared", "texts": [text]},
+                                  timeout=120).status_code
+
+            jobs = [(url_a if k % 2 == 0 else url_b, t) for k, t in enumerate(texts)]
+            with ThreadPoolExecutor(4) as pool:
+                assert list(pool.map(observe, jobs)) == [200] * len(texts)
+            seen_by_b = httpx.post(f"{url_b}/v1/history", json={"user_id": "shared", "limit": 50}, timeout=60).json()
+            observes = [e for e in seen_by_b["entries"] if e["operation"] == "observe"]
+            assert len(observes) == len(texts)  # no write was lost to a concurrent one
+            prof_a = httpx.post(f"{url_a}/v1/profile", json={"user_id": "shared"}, timeout=60).json()
+            prof_b = httpx.post(f"{url_b}/v1/profile", json={"user_id": "shared"}, timeout=60).json()
+            assert prof_a == prof_b and {i["polarity"] for i in prof_a["interests"]} == {"like", "dislike"}
+        finally:
+            _stop(pa)
+            _stop(pb)
