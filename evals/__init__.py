@@ -12,21 +12,19 @@ catalog/candidates, no other user's data, optional LLM-as-judge rubrics (prompts
 
 Calling a stage from an external evaluation tool
 ------------------------------------------------
-`interestlens.evals.suite.call_stage(stage, payload, settings=None) -> dict` runs one stage on a temporary store
-(catalog "demo" by default, or inline items) and returns JSON-able output: {"stage", "profile", "sources",
-"intents" (compose/recommend), "result" (recommend), "stats"}. `payload` takes the suite case fields: texts,
-context, history, catalog, candidate_ids, k, other_users. For example, promptfoo's Python provider
-(`providers: [{id: "file://il_provider.py"}]`) calls a module like:
+`interestlens.evals.suite.call_stage(stage, payload, settings=None) -> dict` runs one stage (decompose, compose,
+recommend) on a temporary store (catalog "demo" by default, or inline items) and returns JSON-able output:
+{"stage", "profile", "sources", "intents" (compose/recommend), "result" (recommend), "stats"}. `payload` takes the
+stage fields (`suite.STAGE_FIELDS`: texts, context, history, catalog, candidate_ids, k, other_users); an unknown
+stage or field is an InvalidInputError naming it.
 
-    # il_provider.py
-    import json
-    from interestlens.evals.suite import call_stage
+promptfoo: use the shipped provider, evals/promptfoo_provider.py, not a hand-written one. promptfoo 0.123 expands
+a YAML list in `vars` into one test per element and adds vars of its own (`__evalId`...); the provider takes list
+fields as JSON strings (or one plain text), drops promptfoo's own vars and still rejects unknown ones. A working
+config with assertions is evals/promptfoo/promptfooconfig.yaml:
 
-    def call_api(prompt, options, context):
-        vars = context["vars"]  # e.g. {"stage": "decompose", "texts": ["I love sci-fi"], "context": null}
-        out = call_stage(vars.get("stage", "recommend"), {k: v for k, v in vars.items() if k != "stage"})
-        return {"output": json.dumps(out)}
+    PROMPTFOO_PYTHON=.venv/bin/python npx promptfoo@0.123.1 eval -c evals/promptfoo/promptfooconfig.yaml --no-cache
 
-and its assertions (e.g. `javascript: JSON.parse(output).profile.interests.length > 0`) inspect the JSON.
-Set INTERESTLENS_LLM (e.g. "openai:gpt-4o-mini" or "gguf:/path.gguf") to evaluate another model.
+Its assertions (e.g. `javascript: JSON.parse(output).profile.interests.length > 0`) inspect the JSON. Set the
+provider's `llm` (e.g. "openai:gpt-4o-mini" or "gguf:/path.gguf") to evaluate a model's stages.
 """

@@ -27,14 +27,23 @@ A suite file is a list of cases (or `{cases: [...]}`):
 An individual assertion may be marked as needing a capable model by listing its name under
 `requires_capable: [must_find, judge]`. Such assertions (and whole cases with `requires: capable-llm`) are
 skipped unless the configured LLM is not the packaged default.
+
+Suites are addressed by a packaged suite's name (`hostile` -> evals/suites/hostile.yaml) or by a file path. On the
+packaged LLM a suite runs for minutes, so `run_suite(progress=True)` prints one line per case on stderr, and
+`junit_path` writes JUnit XML (xml.etree: no dependency) for CI systems that read test reports.
+`call_stage` is the entry point for external tools; evals/promptfoo_provider.py is the shipped promptfoo provider.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import sys
 import tempfile
 import threading
+import time
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -112,6 +121,8 @@ class SuiteReport(BaseModel):
     llm: str
     results: list[AssertionResult]
     stats: dict[str, int] = Field(default_factory=dict)
+    case_seconds: dict[str, float] = Field(default_factory=dict)  # every case in suite order, 0 when skipped
+    seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -131,16 +142,38 @@ class JudgeVerdict(BaseModel):
     reason: str = Field(max_length=300)
 
 
-def load_suite(path: str | Path) -> list[SuiteCase]:
+def packaged_suites() -> list[str]:
+    """File names of the suites shipped in evals/suites/ ("hostile.yaml", ...)."""
+    return sorted(
+        p.name
+        for p in resources.files("interestlens.evals").joinpath("suites").iterdir()
+        if p.name.endswith(".yaml")
+    )
+
+
+def suite_name(path: str | Path) -> str:
+    """The name a suite is addressed and reported by: its file stem ("hostile")."""
+    return Path(str(path)).stem
+
+
+def read_suite_text(path: str | Path) -> str:
+    """The YAML of a suite given as a file path or as the name of a packaged suite ("hostile")."""
     p = Path(path)
-    if not p.is_file():
-        # a bare name refers to a packaged suite: "hostile" -> evals/suites/hostile.yaml
+    if p.is_file():
+        return p.read_text(encoding="utf-8")
+    text = str(path)
+    bare = "/" not in text and "\\" not in text and p.suffix in ("", ".yaml", ".yml")
+    if bare:  # "hostile" or "hostile.yaml" -> evals/suites/hostile.yaml
         ref = resources.files("interestlens.evals").joinpath(f"suites/{p.stem}.yaml")
-        if not ref.is_file():
-            raise InvalidInputError(f"{path}: suite file not found")
-        text = ref.read_text(encoding="utf-8")
-    else:
-        text = p.read_text(encoding="utf-8")
+        if ref.is_file():
+            return ref.read_text(encoding="utf-8")
+        names = ", ".join(suite_name(n) for n in packaged_suites())
+        raise InvalidInputError(f"no suite named {text!r} (packaged suites: {names}; or give a YAML file path)")
+    raise InvalidInputError(f"{path}: no such file (suite file not found)")
+
+
+def load_suite(path: str | Path) -> list[SuiteCase]:
+    text = read_suite_text(path)
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -302,20 +335,37 @@ class StageRunner:
 
 _RUNNERS: dict[str, StageRunner] = {}
 
+STAGES: tuple[str, ...] = ("decompose", "compose", "recommend")
+# the SuiteCase fields that describe a stage call (the rest: assertions, requires, threshold... belong to suites)
+STAGE_FIELDS: tuple[str, ...] = ("id", "texts", "context", "history", "catalog", "candidate_ids", "k", "other_users")
+
 
 def call_stage(stage: str, payload: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
-    """Run one stage for an external evaluation tool; `payload` holds SuiteCase fields (no stage/assertions).
+    """Run one stage for an external evaluation tool; `payload` holds STAGE_FIELDS (texts, context, k, ...).
 
     Returns {"stage", "profile", "sources", "intents"?, "result"?, "stats"}. Runners are cached per settings.
+    An unknown stage, an unknown payload field or an invalid value raises InvalidInputError naming it; callers
+    that receive extra fields of their own (promptfoo's `__evalId`...) drop them first
+    (evals/promptfoo_provider.py).
     """
+    if stage not in STAGES:
+        raise InvalidInputError(f"unknown stage {stage!r} (one of: {', '.join(STAGES)})")
+    unknown = sorted(set(payload) - set(STAGE_FIELDS))
+    if unknown:
+        raise InvalidInputError(f"unknown field(s) {', '.join(unknown)} (stage fields: {', '.join(STAGE_FIELDS)})")
+    body = {k: v for k, v in payload.items() if k != "id"}
+    try:
+        case = SuiteCase.model_validate(
+            {"id": payload.get("id") or content_hash(json.dumps(body, default=str)), "stage": stage, **body}
+        )
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        raise InvalidInputError(f"{loc}: {err['msg']}") from e
     settings = settings or Settings()
     key = settings.model_dump_json()
     if key not in _RUNNERS:
         _RUNNERS[key] = StageRunner(settings)
-    body = {k: v for k, v in payload.items() if k not in ("id", "stage", "assertions")}
-    case = SuiteCase.model_validate(
-        {"id": payload.get("id") or content_hash(json.dumps(body, default=str)), "stage": stage, **body}
-    )
     return _RUNNERS[key].run(case)
 
 
@@ -539,6 +589,17 @@ def check_case(
     return results
 
 
+def _case_status(results: Sequence[AssertionResult]) -> str:
+    statuses = {r.status for r in results}
+    if "error" in statuses:
+        return "error"
+    if "fail" in statuses:
+        return "FAIL"
+    if statuses == {"skip"}:
+        return "skip"
+    return "ok"
+
+
 def run_suite(
     path: str | Path,
     settings: Settings | None = None,
@@ -546,33 +607,35 @@ def run_suite(
     *,
     print_table: bool = True,
     runner: StageRunner | None = None,
+    progress: bool = False,
+    junit_path: str | Path | None = None,
 ) -> SuiteReport:
-    """Run every case of a suite; prints a rich table and writes JSON to `out_path` when given."""
+    """Run every case of a suite (a file path or a packaged suite's name); prints a rich table, writes JSON to
+    `out_path` and JUnit XML to `junit_path` when given. `progress` prints one line per case on stderr
+    (`[3/8] case-id ... ok 1.2s`): a suite on the packaged LLM runs for minutes."""
     settings = settings or Settings()
     cases = load_suite(path)
     capable = settings.llm not in (DEFAULT_LLM, "none", "")
     own_runner = runner is None
+    started = time.perf_counter()
+    if progress:
+        _progress(f"{suite_name(path)}: {len(cases)} cases (llm: {settings.llm})")
     runner = runner or StageRunner(settings)
     results: list[AssertionResult] = []
+    seconds: dict[str, float] = {}
     totals = StageStats()
     try:
-        for case in cases:
-            if case.requires == CAPABLE and not capable:
-                results.append(
-                    AssertionResult(
-                        case_id=case.id, assertion="*", status="skip", detail=f"case requires {CAPABLE}"
-                    )
-                )
-                continue
-            try:
-                out = runner.run(case)
-            except InterestLensError as e:
-                results.append(
-                    AssertionResult(case_id=case.id, assertion="run", status="error", detail=str(e)[:300])
-                )
-                continue
-            totals.add(StageStats.model_validate(out["stats"]))
-            results.extend(check_case(runner, case, out, capable))
+        for n, case in enumerate(cases, start=1):
+            t0 = time.perf_counter()
+            if progress:
+                _progress(f"[{n}/{len(cases)}] {case.id} ...", end="")
+            case_results = _run_case(runner, case, capable, totals)
+            seconds[case.id] = round(time.perf_counter() - t0, 3)
+            results.extend(case_results)
+            if progress:
+                failed = [r.assertion for r in case_results if r.status in ("fail", "error")]
+                _progress(f" {_case_status(case_results)} {seconds[case.id]:.1f}s" + (f" ({', '.join(failed)})"
+                          if failed else ""))
     finally:
         if own_runner:
             runner.close()
@@ -586,6 +649,8 @@ def run_suite(
             "fallbacks": totals.fallbacks,
             "dropped_ungrounded": totals.dropped_ungrounded,
         },
+        case_seconds=seconds,
+        seconds=round(time.perf_counter() - started, 3),
     )
     report.stats.update(report.counts())
     if print_table:
@@ -593,7 +658,85 @@ def run_suite(
     if out_path is not None:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         Path(out_path).write_text(report.model_dump_json(indent=2) + "\n")
+    if junit_path is not None:
+        write_junit(report, junit_path)
     return report
+
+
+def _run_case(runner: StageRunner, case: SuiteCase, capable: bool, totals: StageStats) -> list[AssertionResult]:
+    if case.requires == CAPABLE and not capable:
+        return [AssertionResult(case_id=case.id, assertion="*", status="skip", detail=f"case requires {CAPABLE}")]
+    try:
+        out = runner.run(case)
+    except InterestLensError as e:
+        return [AssertionResult(case_id=case.id, assertion="run", status="error", detail=str(e)[:300])]
+    totals.add(StageStats.model_validate(out["stats"]))
+    return check_case(runner, case, out, capable)
+
+
+def _progress(line: str, end: str = "\n") -> None:
+    sys.stderr.write(line + end)
+    sys.stderr.flush()
+
+
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _x(text: str) -> str:
+    """XML 1.0 cannot carry most control characters even escaped; case ids and details may hold user text."""
+    return _XML_ILLEGAL.sub("\ufffd", text)
+
+
+def junit_xml(report: SuiteReport) -> ET.Element:
+    """JUnit XML for CI systems: one <testsuite> named after the suite, one <testcase> per case (classname = the
+    suite's name), a <failure> listing the failed checks, an <error> where the stage could not run, <skipped> for
+    a case that needs a capable LLM. Assertions skipped inside a passing case are listed in its <system-out>."""
+    name = suite_name(report.suite)
+    by_case: dict[str, list[AssertionResult]] = {c: [] for c in report.case_seconds}
+    for r in report.results:
+        by_case.setdefault(r.case_id, []).append(r)
+    status = {c: _case_status(rs) for c, rs in by_case.items()}
+    root = ET.Element("testsuites", name=_x(f"interestlens eval suite {name}"))
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        name=_x(name),
+        tests=str(len(by_case)),
+        failures=str(sum(s == "FAIL" for s in status.values())),
+        errors=str(sum(s == "error" for s in status.values())),
+        skipped=str(sum(s == "skip" for s in status.values())),
+        time=f"{report.seconds:.3f}",
+    )
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", name="llm", value=_x(report.llm))
+    for key, value in report.stats.items():
+        ET.SubElement(props, "property", name=key, value=str(value))
+    for case_id, rs in by_case.items():
+        seconds = report.case_seconds.get(case_id, 0.0)
+        tc = ET.SubElement(suite, "testcase", classname=_x(name), name=_x(case_id), time=f"{seconds:.3f}")
+        details = _x("\n".join(f"{r.status}: {r.assertion}: {r.detail}" for r in rs))
+        failed = [r for r in rs if r.status == "fail"]
+        errors = [r for r in rs if r.status == "error"]
+        if errors:
+            message = "; ".join(f"{r.assertion}: {r.detail}" for r in errors)[:1000]
+            el = ET.SubElement(tc, "error", message=_x(message))
+            el.text = details
+        elif failed:
+            message = "failed: " + ", ".join(r.assertion for r in failed)
+            el = ET.SubElement(tc, "failure", message=_x(message), type="AssertionFailure")
+            el.text = details
+        elif status[case_id] == "skip":
+            ET.SubElement(tc, "skipped", message=_x("; ".join(r.detail for r in rs)[:1000]))
+        if rs and not errors and not failed:
+            ET.SubElement(tc, "system-out").text = details
+    return root
+
+
+def write_junit(report: SuiteReport, path: str | Path) -> None:
+    tree = ET.ElementTree(junit_xml(report))
+    ET.indent(tree)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
 
 
 def print_report(report: SuiteReport) -> None:
@@ -615,12 +758,16 @@ def print_report(report: SuiteReport) -> None:
     )
 
 
-def packaged_suites() -> list[str]:
-    return sorted(
-        p.name
-        for p in resources.files("interestlens.evals").joinpath("suites").iterdir()
-        if p.name.endswith(".yaml")
-    )
-
-
-__all__ = ["SuiteCase", "SuiteReport", "call_stage", "load_suite", "np", "packaged_suites", "run_suite"]
+__all__ = [
+    "STAGES",
+    "STAGE_FIELDS",
+    "SuiteCase",
+    "SuiteReport",
+    "call_stage",
+    "junit_xml",
+    "load_suite",
+    "np",
+    "packaged_suites",
+    "run_suite",
+    "write_junit",
+]

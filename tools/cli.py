@@ -829,17 +829,32 @@ def tune_command(
 @eval_app.command("suite")
 def eval_suite(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="Suite YAML file.")],
+    suite: Annotated[
+        str | None, typer.Argument(help="A packaged suite's name (hostile, decomposition, ...) or a YAML file.")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the report here.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here (for CI systems).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-case progress on stderr.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the packaged suites and exit.")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Run an evaluation suite (YAML)."""
-    if not file.is_file():
-        raise InvalidInputError(f"{file}: no such file")
-    from interestlens.evals.suite import run_suite
+    """Run an evaluation suite: one progress line per case on stderr, a table (or --json) on stdout."""
+    from interestlens.evals.suite import load_suite, packaged_suites, run_suite, suite_name
 
     as_json = json_ or _state(ctx).json
-    report = run_suite(file, _state(ctx).settings(), out_path=out, print_table=not as_json)
+    if list_:
+        names = {suite_name(n): len(load_suite(suite_name(n))) for n in packaged_suites()}
+        if as_json:
+            typer.echo(json.dumps(names, indent=2))
+        else:
+            for name, n in names.items():
+                typer.echo(f"{name:<16} {n} cases")
+        return
+    if suite is None:
+        raise InvalidInputError("name a suite (see `interestlens eval suite --list`) or give a YAML file")
+    report = run_suite(
+        suite, _state(ctx).settings(), out_path=out, print_table=not as_json, progress=not quiet, junit_path=junit
+    )
     if as_json:
         _emit(ctx, report, True)
     if not report.passed:  # a failing suite fails the command (CI gates on it)
