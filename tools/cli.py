@@ -79,6 +79,7 @@ class State:
     json: bool = False
     server: str | None = None  # an `interestlens serve` URL: verbs run there, nothing is loaded here
     token: str | None = None
+    trace: bool = False  # --trace: OpenTelemetry spans for this call (agent/tracing.py)
 
     def settings(self, **overrides: Any) -> Settings:
         from interestlens.agent.config import Settings
@@ -88,6 +89,8 @@ class State:
             values["llm"] = self.llm
         if self.store is not None:
             values["store"] = self.store
+        if self.trace:
+            values["trace"] = True
         values.update(overrides)
         return Settings(**values)
 
@@ -247,12 +250,20 @@ def _main(
     token: Annotated[
         str | None, typer.Option("--token", help="Bearer token for --server.", envvar="INTERESTLENS_TOKEN")
     ] = None,
+    trace_to: Annotated[
+        str | None,
+        typer.Option("--trace", help="OpenTelemetry spans of this call: console (stderr) | otlp | FILE (JSON lines)."),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
     ] = False,
 ) -> None:
-    ctx.obj = State(llm=llm, store=store, json=json_, server=server, token=token)
+    if trace_to:
+        from interestlens.agent.tracing import enable_tracing
+
+        enable_tracing(trace_to)
+    ctx.obj = State(llm=llm, store=store, json=json_, server=server, token=token, trace=bool(trace_to))
 
 
 # ----------------------------------------------------------------------------------------------- catalog
