@@ -93,3 +93,32 @@ async def test_bad_arguments_come_back_as_text(il_agent):
     ctx = ToolContext(context=None, tool_name=tool.name, tool_call_id="c1", tool_arguments="{}")
     out = await tool.on_invoke_tool(ctx, json.dumps({"k": "five"}))
     assert out.startswith("error") and "k" in out
+
+
+@pytest.mark.slow
+async def test_responses_items_round_trip_through_the_sdk(il_agent, llama_server):
+    """Responses API items for real: the SDK turns the model's tool call into a `function_call` item,
+    `run_response_item` answers it with a `function_call_output` item, the SDK converts both back to chat
+    messages, and the model answers them."""
+    from agents.models.chatcmpl_converter import Converter
+    from openai.types.responses import ResponseFunctionToolCall
+
+    from interestlens.tools.openai_functions import run_response_item
+
+    tools = agents_sdk_tools(il_agent, user_id="alice")
+    first = await Runner.run(_sdk_agent(llama_server, tools, "interestlens_profile"), "What do you know about me?",
+                             max_turns=2)
+    call = next(i.raw_item for i in first.new_items if i.type == "tool_call_item")
+    assert isinstance(call, ResponseFunctionToolCall) and call.name == "interestlens_profile"
+    output = run_response_item(il_agent, call, user_id="alice")
+    assert output["type"] == "function_call_output" and output["call_id"] == call.call_id
+    assert output["output"].startswith("Profile of alice")
+    turn = [{"role": "user", "content": "What do you know about me?"}, call.model_dump(exclude_none=True), output]
+    messages = Converter.items_to_messages(turn)  # the SDK's own Responses-items -> chat messages conversion
+    assert messages[-1]["role"] == "tool" and messages[-1]["tool_call_id"] == call.call_id
+    for m in messages:  # llama-cpp-python's server refuses content null beside tool_calls (OpenAI accepts it)
+        if m.get("content") is None:
+            m["content"] = ""
+    client = AsyncOpenAI(base_url=llama_server, api_key="x")
+    final = await client.chat.completions.create(model="local", messages=messages, temperature=0, max_tokens=24)
+    assert final.choices[0].message.role == "assistant"
