@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from interestlens.agent.attribution import mask_source
+from interestlens.agent.decompose_cluster import polarity_of
 from interestlens.agent.models import EvidenceSpan, Item, Polarity, SourceText, SubInterest, utcnow
+from interestlens.agent.protocols import Store
+
+# A named title is one plain statement of taste (weight 1, as `reweight_interest` documents it), held with more
+# confidence than a decomposed clause (LLM 0.7, clusters <= 0.5) and less than feedback (0.95) or a manual entry
+# (1.0), because the linker can pick the wrong item of a shared title. Both values date from the first version
+# (commit 6e58fe1) and were set by that ordering, not tuned on an evaluation.
+TITLE_LINK_WEIGHT = 1.0
+TITLE_LINK_CONFIDENCE = 0.9
 
 # Only English articles are dropped from the front: "Die Hard" must keep its "Die".
 _ARTICLES = frozenset({"the", "a", "an"})
@@ -306,14 +315,14 @@ class TitleLinker:
 def link_interests(
     linker: TitleLinker,
     sources: Sequence[SourceText],
-    polarity: Callable[[str, int, int], Polarity],
+    polarity: Callable[[str, int, int], Polarity] = polarity_of,
     *,
     now: datetime | None = None,
 ) -> list[SubInterest]:
     """Titles the user names ("something like Super Troopers") as sub-interests: evidence and retrieval seeds.
 
-    `polarity(text, start, end)` judges the clause around a mention (decompose.polarity_of); it is passed in
-    so that this module does not import the decomposer.
+    `polarity(text, start, end)` judges the clause around a mention: by default the decomposer's clause rule
+    (decompose_cluster.polarity_of), so that a mention and the clause it sits in never disagree.
     """
     now = now or utcnow()
     out: list[SubInterest] = []
@@ -327,8 +336,8 @@ def link_interests(
                     # The item's own text, so the interest embeds by what the item is about.
                     description=item.text[:200],
                     polarity=polarity(src.text, span.start, span.end),
-                    weight=1.0,
-                    confidence=0.9,
+                    weight=TITLE_LINK_WEIGHT,
+                    confidence=TITLE_LINK_CONFIDENCE,
                     evidence=[span],
                     first_seen=src.ts or now,
                     last_seen=src.ts or now,
@@ -337,3 +346,26 @@ def link_interests(
                 )
             )
     return out
+
+
+class AssistantTitles:
+    """Catalog items whose exact title an assistant turn contains (whole words, case-sensitive), in order.
+
+    Lenient on purpose, unlike the user-text linker: an assistant naming an item means that item. The title
+    list is rebuilt when the catalog size changes.
+    """
+
+    def __init__(self) -> None:
+        self._titles: tuple[int, list[tuple[str, str]]] | None = None  # (catalog size, [(title, id)])
+
+    def find(self, store: Store, text: str) -> list[Item]:
+        count = store.count_items()
+        if self._titles is None or self._titles[0] != count:
+            self._titles = (count, [(it.title, it.id) for it in store.iter_items() if len(it.title) >= 3])
+        hits: list[tuple[int, int, str]] = []
+        for title, item_id in self._titles[1]:
+            pos = text.find(title)
+            if pos >= 0 and re.search(rf"(?<!\w){re.escape(title)}(?!\w)", text):
+                hits.append((pos, -len(title), item_id))
+        hits.sort()
+        return store.get_items([i for _, _, i in hits])
