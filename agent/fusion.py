@@ -133,6 +133,11 @@ LAMBDARANK_PARAMS: dict[str, Any] = {
 }
 
 
+def _canonical(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort(np.column_stack([features, labels]).T[::-1])
+    return features[order], labels[order]
+
+
 def fit_lambdarank(
     pools: Sequence[tuple[np.ndarray, np.ndarray]], *, seed: int = 0, meta: Mapping[str, Any] | None = None
 ) -> LambdaRankFusion:
@@ -142,7 +147,9 @@ def fit_lambdarank(
     """
     import lightgbm as lgb
 
-    used = [(f, y) for f, y in pools if len(f) and y.any()]
+    # Rows in a canonical order (lexicographic over the features): bagging samples rows by position, so the
+    # fitted model must not depend on the order a pool's candidates happened to arrive in.
+    used = [_canonical(f, y) for f, y in pools if len(f) and y.any()]
     if len(used) < 5:
         raise InvalidInputError(f"too few queries with a positive in their pool to fit a ranker ({len(used)})")
     x = np.vstack([f for f, _ in used])

@@ -88,6 +88,17 @@ def test_lambdarank_learns_a_planted_signal_and_round_trips(tmp_path):
         load_fusion(path)
 
 
+def test_lambdarank_does_not_depend_on_the_order_of_a_pools_rows():
+    """Bagging samples rows by position: the same pools in another candidate order must give the same model."""
+    rng = np.random.default_rng(1)
+    pools = [_pool(f"u{i}", 60, rng) for i in range(30)]
+    shuffled = [(p.features[perm], p.labels[perm]) for p in pools for perm in [rng.permutation(len(p.labels))]]
+    a = fit_lambdarank([(p.features, p.labels) for p in pools], seed=0)
+    b = fit_lambdarank(shuffled, seed=0)
+    probe = np.vstack([p.features for p in pools[:5]])
+    assert np.array_equal(a.score(probe), b.score(probe))
+
+
 def test_too_few_queries_to_fit_is_a_clear_error():
     with pytest.raises(InvalidInputError, match="too few queries"):
         fit_lambdarank([(np.zeros((3, len(FEATURES))), np.array([1, 0, 0]))])
