@@ -59,6 +59,7 @@ from interestlens.agent.protocols import Embedder
 from interestlens.stores.behaviour import BehaviourStore
 from interestlens.stores.history import COLLECTION as HISTORY_COLLECTION
 from interestlens.stores.ids import validate_item_id, validate_user_id
+from interestlens.stores.index_repair import repair_truncated_indexes
 from interestlens.stores.interaction_rows import ChromaInteractions
 from interestlens.stores.purge import flush_logs, open_user_data_collection, vacuum_sqlite
 
@@ -282,6 +283,7 @@ class ChromaStore:
             self._lock_key = _acquire_dir_lock(directory, lock_timeout)
             try:
                 self.client = chromadb.PersistentClient(path=str(directory), settings=chroma_settings)
+                repair_truncated_indexes(self.client, directory, self._rebuilt_vectors)  # after a kill mid-write
             except Exception as e:
                 _release_dir_lock(self._lock_key)
                 raise StoreError(f"cannot open Chroma store in {directory}: {e}") from e
@@ -358,6 +360,15 @@ class ChromaStore:
             "leases": self._leases,
             "history": self._history,
         }
+
+    def _rebuilt_vectors(self, collection: str, documents: Sequence[str]) -> list[Any] | None:
+        """The vectors of a user-data collection, rebuilt from its documents (index repair); None for items."""
+        if collection == self._name("interests"):
+            return list(self._embed([interest_text(SubInterest.model_validate_json(d)) for d in documents]))
+        user_data = ("profiles", "sources", "llm_cache", "last_results", "leases", HISTORY_COLLECTION)
+        if collection in {self._name(n) for n in user_data}:
+            return [_DUMMY] * len(documents)
+        return None  # the catalog: `catalog add` rebuilds it from the catalog file
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         vecs = np.asarray(self.embedder.embed(texts), dtype=np.float32)

@@ -599,3 +599,31 @@ def test_second_process_gets_clear_error(store, vector_table):
     store.close()
     r = _run_child(LOCK_CHILD, store.location, str(vector_table))
     assert r.stdout.strip() == "opened 2", r.stderr
+
+
+def test_an_index_file_left_empty_by_a_kill_is_rebuilt_on_open(tmp_path, embedder):
+    """A SIGKILL while Chroma rewrites a segment's index_metadata.pickle leaves it empty, and every read of
+    that collection then fails. On open the store rebuilds those vectors from the records: nothing is lost."""
+    location = tmp_path / "store"
+    store = ChromaStore(str(location), embedder)
+    for v in range(1, 4):
+        store.save_profile(make_profile("u", v, ["jazz", "hiking"]))
+    store.add_sources("u", [SourceText(id="s1", text="I love jazz and hiking.")])
+    before = store.interest_embeddings("u")
+    store.close()
+    pickles = list(location.glob("*/index_metadata.pickle"))
+    assert pickles
+    for p in pickles:
+        p.write_bytes(b"")  # what the kill leaves
+    store = ChromaStore(str(location), embedder)
+    try:
+        profile = store.load_profile("u")
+        assert profile is not None and profile.version == 3
+        assert [i.name for i in profile.interests] == ["jazz", "hiking"]
+        after = store.interest_embeddings("u")
+        assert set(after) == set(before) and all(np.allclose(after[k], before[k], atol=1e-5) for k in before)
+        assert [s.text for s in store.get_sources("u")] == ["I love jazz and hiking."]
+        store.save_profile(make_profile("u", 4, ["jazz"]))  # and it takes writes again
+        assert store.load_profile("u").version == 4
+    finally:
+        store.close()
