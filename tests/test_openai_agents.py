@@ -46,8 +46,14 @@ def test_tools_are_prefixed_strict_and_destructive_ones_opt_in(il_agent):
     assert {t.name: t.needs_approval for t in forget} == {"interestlens_profile": False, "interestlens_forget": True}
 
 
-def _sdk_agent(llama_server: str, tools, choice: str) -> Agent:
-    model = OpenAIChatCompletionsModel(model="local", openai_client=AsyncOpenAI(base_url=llama_server, api_key="x"))
+@pytest.fixture
+async def client(llama_server):
+    async with AsyncOpenAI(base_url=llama_server, api_key="x") as c:  # closed inside the test's event loop
+        yield c
+
+
+def _sdk_agent(client: AsyncOpenAI, tools, choice: str) -> Agent:
+    model = OpenAIChatCompletionsModel(model="local", openai_client=client)
     return Agent(
         name="recommender",
         instructions="You are a recommendation assistant. Use the tools.",
@@ -59,8 +65,8 @@ def _sdk_agent(llama_server: str, tools, choice: str) -> Agent:
 
 
 @pytest.mark.slow
-async def test_runner_calls_recommend_bound_to_one_user(il_agent, llama_server):
-    sdk_agent = _sdk_agent(llama_server, agents_sdk_tools(il_agent, user_id="alice"), "interestlens_recommend")
+async def test_runner_calls_recommend_bound_to_one_user(il_agent, client):
+    sdk_agent = _sdk_agent(client, agents_sdk_tools(il_agent, user_id="alice"), "interestlens_recommend")
     result = await Runner.run(sdk_agent, "Recommend 5 science fiction films for me.", max_turns=2)
     out = result.final_output
     assert isinstance(out, str) and not out.startswith("error"), out
@@ -71,10 +77,10 @@ async def test_runner_calls_recommend_bound_to_one_user(il_agent, llama_server):
 
 
 @pytest.mark.slow
-async def test_forget_waits_for_approval_then_runs(il_agent, llama_server):
+async def test_forget_waits_for_approval_then_runs(il_agent, client):
     il_agent.observe("carol", ["I enjoy quiet jazz records on rainy evenings."])
     tools = agents_sdk_tools(il_agent, user_id="carol", include=["forget"])
-    sdk_agent = _sdk_agent(llama_server, tools, "interestlens_forget")
+    sdk_agent = _sdk_agent(client, tools, "interestlens_forget")
     result = await Runner.run(sdk_agent, "Forget everything about me.", max_turns=2)
     assert [i.name for i in result.interruptions] == ["interestlens_forget"]
     assert il_agent.profile("carol").interests  # nothing deleted before the host approved
@@ -96,7 +102,7 @@ async def test_bad_arguments_come_back_as_text(il_agent):
 
 
 @pytest.mark.slow
-async def test_responses_items_round_trip_through_the_sdk(il_agent, llama_server):
+async def test_responses_items_round_trip_through_the_sdk(il_agent, client):
     """Responses API items for real: the SDK turns the model's tool call into a `function_call` item,
     `run_response_item` answers it with a `function_call_output` item, the SDK converts both back to chat
     messages, and the model answers them."""
@@ -106,7 +112,7 @@ async def test_responses_items_round_trip_through_the_sdk(il_agent, llama_server
     from interestlens.tools.openai_functions import run_response_item
 
     tools = agents_sdk_tools(il_agent, user_id="alice")
-    first = await Runner.run(_sdk_agent(llama_server, tools, "interestlens_profile"), "What do you know about me?",
+    first = await Runner.run(_sdk_agent(client, tools, "interestlens_profile"), "What do you know about me?",
                              max_turns=2)
     call = next(i.raw_item for i in first.new_items if i.type == "tool_call_item")
     assert isinstance(call, ResponseFunctionToolCall) and call.name == "interestlens_profile"
@@ -119,6 +125,5 @@ async def test_responses_items_round_trip_through_the_sdk(il_agent, llama_server
     for m in messages:  # llama-cpp-python's server refuses content null beside tool_calls (OpenAI accepts it)
         if m.get("content") is None:
             m["content"] = ""
-    client = AsyncOpenAI(base_url=llama_server, api_key="x")
     final = await client.chat.completions.create(model="local", messages=messages, temperature=0, max_tokens=24)
     assert final.choices[0].message.role == "assistant"
