@@ -17,8 +17,7 @@ from interestlens.agent.decompose_llm import (
     LLMDecomposer,
     labels_model,
 )
-from interestlens.agent.llm.base import LLMUsage, StructuredResponse
-from interestlens.agent.llm.schema import validate_reply
+from interestlens.agent.llm.base import LLMUsage, StructuredResponse, validate_reply
 from interestlens.agent.models import Polarity, SourceText, StageStats
 
 CHAT = [

@@ -11,14 +11,8 @@ from pydantic import BaseModel, Field, create_model
 
 from interestlens.agent.errors import InterestLensError, LLMError, LLMOutputError
 from interestlens.agent.llm import LlamaCppLLM, default_gguf_path, gemma_gguf_path, make_llm
-from interestlens.agent.llm.base import LLMUsage, StructuredLLM
-from interestlens.agent.llm.schema import (
-    SchemaError,
-    grammar_schema,
-    model_gbnf,
-    openai_strict_schema,
-    validate_reply,
-)
+from interestlens.agent.llm.base import LLMUsage, StructuredLLM, validate_reply
+from interestlens.agent.llm.schema import SchemaError, grammar_schema, model_gbnf, openai_strict_schema
 from interestlens.agent.prompting import RenderedPrompt, fence_data
 
 # --- response models of the shapes the pipeline uses -------------------------------------------------------

@@ -24,7 +24,7 @@ from interestlens.agent.errors import LLMError, LLMOutputError, LogprobsUnavaila
 from interestlens.agent.llm import OpenAICompatibleLLM
 from interestlens.agent.llm.base import LabelScorer, LLMUsage, StructuredLLM, StructuredResponse
 from interestlens.agent.llm.call import structured_call
-from interestlens.agent.llm.openai_compat import label_scores_from_top
+from interestlens.agent.llm.openai_scoring import label_scores_from_top
 from interestlens.agent.models import Candidate, Item, StageStats
 from interestlens.agent.prompting import FENCE, FENCE_END, RenderedPrompt, fence_data
 from interestlens.agent.rerank import (
@@ -257,7 +257,7 @@ class ScriptedLLM:
         self.prompts: list[RenderedPrompt] = []
 
     def generate(self, prompt, response_model, *, max_tokens=512, temperature=0.0):
-        from interestlens.agent.llm.schema import validate_reply
+        from interestlens.agent.llm.base import validate_reply
 
         self.prompts.append(prompt)
         usage = LLMUsage(prompt_tokens=100, completion_tokens=7)

@@ -1,14 +1,14 @@
 """OpenAI function-calling specs and dispatch, generated from the tool registry.
 
-`openai_tool_specs()` produces strict schemas: every property required, `additionalProperties: false`,
-optional fields made nullable (null means "use the default"). Keywords strict mode rejects are dropped;
-the pydantic args model still enforces them at dispatch. `dispatch_tool_call` never raises: bad JSON,
-unknown tools, invalid arguments and agent errors all become an error tool message the model can read.
+`openai_tool_specs()` produces strict schemas (agent/llm/schema.py `openai_strict_schema`): every property
+required, `additionalProperties: false`, optional fields made nullable (null means "use the default").
+Keywords strict mode rejects are dropped; the pydantic args model still enforces them at dispatch.
+`dispatch_tool_call` never raises: bad JSON, unknown tools, invalid arguments and agent errors all become an
+error tool message the model can read.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,69 +16,16 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from interestlens.agent.errors import InterestLensError, InvalidInputError
+from interestlens.agent.llm.schema import openai_strict_schema
 from interestlens.tools.specs import TOOLS, USER_TOOLS, ToolSpec, get_tool, render_text
 
 if TYPE_CHECKING:
     from interestlens.agent.service import InterestAgent
 
-# Strict mode does not accept these (the args model validates them at dispatch instead).
-_UNSUPPORTED_KEYWORDS = ("default", "title", "minLength", "maxLength")
 
-
-def _strict(schema: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite one (sub)schema for strict mode, in place, recursively."""
-    for key in _UNSUPPORTED_KEYWORDS:
-        schema.pop(key, None)
-    if schema.get("type") == "object" or "properties" in schema:
-        props: dict[str, Any] = schema.get("properties", {})
-        required = set(schema.get("required", []))
-        for name, prop in props.items():
-            _strict(prop)
-            if name not in required:
-                props[name] = _nullable(prop)
-        schema["required"] = list(props)
-        schema["additionalProperties"] = False
-    if isinstance(schema.get("items"), dict):
-        _strict(schema["items"])
-    for key in ("anyOf", "oneOf", "allOf"):
-        for sub in schema.get(key, []):
-            _strict(sub)
-    return schema
-
-
-def _nullable(prop: dict[str, Any]) -> dict[str, Any]:
-    # anyOf (not a type list): llama.cpp's schema-to-grammar converter understands it, and OpenAI accepts it.
-    if "anyOf" in prop:
-        if not any(s.get("type") == "null" for s in prop["anyOf"]):
-            prop["anyOf"].append({"type": "null"})
-        return prop
-    description = prop.pop("description", None)
-    out: dict[str, Any] = {"anyOf": [prop, {"type": "null"}]}
-    if description:
-        out["description"] = description
-    return out
-
-
-def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    defs = schema.pop("$defs", {})
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                target = copy.deepcopy(defs[node["$ref"].split("/")[-1]])
-                extra = {k: v for k, v in node.items() if k != "$ref"}
-                return walk({**target, **extra})
-            return {k: walk(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    return walk(schema)
-
-
-def strict_parameters(args_model: type) -> dict[str, Any]:
-    """The strict JSON schema of a pydantic args model."""
-    return _strict(_inline_refs(copy.deepcopy(args_model.model_json_schema())))
+def strict_parameters(args_model: type[BaseModel]) -> dict[str, Any]:
+    """The strict JSON schema of a pydantic args model (optional fields nullable: null means the default)."""
+    return openai_strict_schema(args_model, arguments=True)
 
 
 DEFAULT_PREFIX = "interestlens_"  # "profile" or "forget" alone collide easily with a host's other tools

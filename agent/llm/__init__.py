@@ -14,8 +14,9 @@ from typing import Any
 from interestlens.agent.config import Settings
 from interestlens.agent.errors import InterestLensError, LLMError
 from interestlens.agent.llm.base import LLMUsage, StructuredLLM, StructuredResponse
+from interestlens.agent.llm.gguf import default_gguf_path, gemma_gguf_path
 from interestlens.agent.llm.langchain_chat import LangChainLLM
-from interestlens.agent.llm.llamacpp import LlamaCppLLM, default_gguf_path, gemma_gguf_path
+from interestlens.agent.llm.llamacpp import LlamaCppLLM
 from interestlens.agent.llm.openai_compat import OpenAICompatibleLLM
 
 __all__ = [

@@ -4,17 +4,22 @@ As in instructor, the response model *is* the contract: adapters turn its JSON s
 provider enforces (a GBNF grammar for llama.cpp, `response_format` for OpenAI-compatible servers,
 structured output for LangChain chat models), then validate the reply with the same model. Response
 models must bound every string (`max_length`) and list (`max_length`) so tiny models terminate.
+
+The shared half lives here once: `Backend.generate` validates what a backend's transport (`_reply`) got
+back, so a backend module only adapts its provider's request and reply.
 """
 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from interestlens.agent.errors import LLMOutputError
 from interestlens.agent.prompting import RenderedPrompt
 
 T = TypeVar("T", bound=BaseModel)
@@ -38,7 +43,7 @@ class StructuredResponse(Generic[T]):
 
 @runtime_checkable
 class StructuredLLM(Protocol):
-    """Implemented by LlamaCppLLM, OpenAICompatibleLLM and LangChainLLM."""
+    """Implemented by LlamaCppLLM, OpenAICompatibleLLM and LangChainLLM (through `Backend`)."""
 
     model_id: str
 
@@ -52,6 +57,58 @@ class StructuredLLM(Protocol):
     ) -> StructuredResponse[T]:
         """Return the validated reply. Raises LLMError (backend failed) or LLMOutputError (reply invalid)."""
         ...
+
+
+def output_error(message: str, raw: str, usage: LLMUsage) -> LLMOutputError:
+    """An LLMOutputError carrying the reply and what it cost, so the caller's accounting counts the attempt."""
+    err = LLMOutputError(message)
+    err.raw = raw  # type: ignore[attr-defined]
+    err.usage = usage  # type: ignore[attr-defined]
+    return err
+
+
+def validate_reply(
+    raw: str, response_model: type[T], model_id: str, usage: LLMUsage, finish_reason: str | None = None
+) -> T:
+    """`response_model` parsed from `raw`, or LLMOutputError (carrying `.raw` and `.usage` for accounting)."""
+    try:
+        return response_model.model_validate_json(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "reply"
+        hint = " (cut off at max_tokens)" if finish_reason == "length" else ""
+        message = f"{model_id} reply is not a valid {response_model.__name__}{hint}: {where}: {first.get('msg')}"
+        raise output_error(message, raw, usage) from e
+
+
+@dataclass
+class Reply:
+    """What a backend's transport got back, before validation."""
+
+    text: str  # the JSON text to validate
+    usage: LLMUsage
+    finish_reason: str | None = None  # "length": cut off at max_tokens
+    raw: str | None = None  # the provider's own reply, when `text` was rebuilt from a parsed value; None: `text`
+
+
+class Backend(ABC):
+    """A StructuredLLM whose subclass supplies only the transport: `_reply` sends the prompt with the response
+    model's schema in the provider's form and returns the reply text; `generate` validates it."""
+
+    model_id: str
+
+    def generate(
+        self, prompt: RenderedPrompt, response_model: type[T], *, max_tokens: int = 512, temperature: float = 0.0
+    ) -> StructuredResponse[T]:
+        reply = self._reply(prompt, response_model, max_tokens, temperature)
+        value = validate_reply(reply.text, response_model, self.model_id, reply.usage, reply.finish_reason)
+        return StructuredResponse(value=value, usage=reply.usage, raw=reply.text if reply.raw is None else reply.raw)
+
+    @abstractmethod
+    def _reply(
+        self, prompt: RenderedPrompt, response_model: type[BaseModel], max_tokens: int, temperature: float
+    ) -> Reply:
+        """One request to the provider. Raises LLMError when it fails, LLMOutputError when it gives no reply."""
 
 
 class LabelScores(dict[str, float]):

@@ -11,22 +11,21 @@ llama_cpp.server refuses it).
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from interestlens.agent.errors import LLMError, LLMOutputError
-from interestlens.agent.llm.base import LLMUsage, Stopwatch, StructuredResponse
+from interestlens.agent.errors import LLMError
+from interestlens.agent.llm.base import Backend, LLMUsage, Reply, Stopwatch, output_error
 from interestlens.agent.llm.openai_compat import with_json_instructions
-from interestlens.agent.llm.schema import grammar_schema, openai_strict_schema, validate_reply
+from interestlens.agent.llm.schema import grammar_schema, openai_strict_schema
 from interestlens.agent.prompting import RenderedPrompt
 
-T = TypeVar("T", bound=BaseModel)
 Method = Literal["function_calling", "json_mode", "json_schema"]
 METHODS: tuple[str, ...] = ("function_calling", "json_mode", "json_schema")
 
 
-class LangChainLLM:
+class LangChainLLM(Backend):
     """StructuredLLM over a `langchain_core` BaseChatModel (ChatOpenAI, ChatOllama, ...)."""
 
     def __init__(self, chat_model: Any, method: Method = "function_calling") -> None:
@@ -47,14 +46,9 @@ class LangChainLLM:
         update = {k: v for k, v in (("max_tokens", max_tokens), ("temperature", temperature)) if k in fields}
         return self.chat_model.model_copy(update=update) if update else self.chat_model
 
-    def generate(
-        self,
-        prompt: RenderedPrompt,
-        response_model: type[T],
-        *,
-        max_tokens: int = 512,
-        temperature: float = 0.0,
-    ) -> StructuredResponse[T]:
+    def _reply(
+        self, prompt: RenderedPrompt, response_model: type[BaseModel], max_tokens: int, temperature: float
+    ) -> Reply:
         from langchain_core.messages import HumanMessage, SystemMessage
 
         name = response_model.__name__
@@ -88,16 +82,12 @@ class LangChainLLM:
         usage.completion_tokens = int(meta.get("output_tokens", 0))
         parsed = result.get("parsed")
         raw_text = _raw_text(raw_message)
-        if parsed is None:
+        if parsed is not None:  # LangChain's parse, validated again from its JSON like every backend's reply
+            return Reply(json.dumps(parsed), usage, raw=raw_text)
+        if not raw_text:
             error = result.get("parsing_error")
-            if not raw_text:
-                err = LLMOutputError(f"{self.model_id} gave no parseable reply: {error}")
-                err.raw, err.usage = raw_text, usage  # type: ignore[attr-defined]
-                raise err
-            value = validate_reply(raw_text, response_model, self.model_id, usage)
-        else:
-            value = validate_reply(json.dumps(parsed), response_model, self.model_id, usage)
-        return StructuredResponse(value=value, usage=usage, raw=raw_text)
+            raise output_error(f"{self.model_id} gave no parseable reply: {error}", raw_text, usage)
+        return Reply(raw_text, usage)
 
 
 def _raw_text(message: Any) -> str:

@@ -7,24 +7,23 @@
   raw control characters such as newlines, which make the JSON invalid).
 - `budget_gbnf(Model, max_tokens)`: a grammar whose longest possible output fits in `max_tokens`, for the retry
   of a reply cut at max_tokens (see `LlamaCppLLM.generate`).
-- `openai_strict_schema(Model)`: for OpenAI `response_format={"type": "json_schema", "strict": true}` and
-  function parameters: every object closed (`additionalProperties: false`) with every property required, and
-  only keywords strict mode accepts.
+- `openai_strict_schema(Model)`: for OpenAI `response_format={"type": "json_schema", "strict": true}`: every
+  object closed (`additionalProperties: false`) with every property required, and only keywords strict mode
+  accepts. `openai_strict_schema(Model, arguments=True)`: the same for strict function parameters (the tool
+  surfaces), where optional properties are nullable instead (see the function).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from functools import lru_cache
-from typing import Any, TypeVar
+from collections.abc import Callable
+from functools import lru_cache, partial
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from interestlens.agent.errors import InterestLensError, LLMOutputError
-from interestlens.agent.llm.base import LLMUsage
-
-T = TypeVar("T", bound=BaseModel)
+from interestlens.agent.errors import InterestLensError
 
 # Applied where the response model leaves a string or list unbounded.
 DEFAULT_MAX_STRING = 300
@@ -50,6 +49,7 @@ _GRAMMAR_KEYWORDS = {
     "additionalProperties",
     "format",
 }
+# Reply schemas keep only these: what every server offering strict mode accepts (pydantic checks the rest).
 _STRICT_KEYWORDS = {
     "type",
     "properties",
@@ -61,6 +61,9 @@ _STRICT_KEYWORDS = {
     "additionalProperties",
     "description",
 }
+# Argument schemas drop only these, which OpenAI strict mode refuses, and keep their other bounds (pattern,
+# minimum / maximum, item counts); the args model enforces every bound at dispatch anyway.
+_STRICT_REFUSED = {"default", "title", "minLength", "maxLength"}
 
 # Control characters and DEL are excluded: JSON forbids raw control characters inside strings.
 _JSON_SAFE_CHAR = (
@@ -112,23 +115,30 @@ def _schema_types(node: dict[str, Any]) -> set[str]:
     return {t} if isinstance(t, str) else set()
 
 
-def _bound_for_grammar(node: Any, max_string: int, max_items: int) -> Any:
+def _rewrite(node: Any, keep: Callable[[str, Any], bool], close: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    """`node` with only the keywords `keep` accepts, each (sub)schema finished by `close`, innermost first."""
     if isinstance(node, list):
-        return [_bound_for_grammar(x, max_string, max_items) for x in node]
+        return [_rewrite(x, keep, close) for x in node]
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if key not in _GRAMMAR_KEYWORDS:
+        if not keep(key, value):
             continue
         if key == "properties":
-            out[key] = {name: _bound_for_grammar(sub, max_string, max_items) for name, sub in value.items()}
-        elif key == "format" and value not in _GRAMMAR_FORMATS:
-            continue
-        elif isinstance(value, dict | list):
-            out[key] = _bound_for_grammar(value, max_string, max_items)
+            out[key] = {name: _rewrite(sub, keep, close) for name, sub in value.items()}
+        elif isinstance(value, dict | list) and key != "required":
+            out[key] = _rewrite(value, keep, close)
         else:
             out[key] = value
+    return close(out)
+
+
+def _grammar_keyword(key: str, value: Any) -> bool:
+    return key in _GRAMMAR_KEYWORDS and (key != "format" or value in _GRAMMAR_FORMATS)
+
+
+def _bound(out: dict[str, Any], max_string: int, max_items: int) -> dict[str, Any]:
     types = _schema_types(out)
     if "string" in types and "enum" not in out and "const" not in out and "format" not in out:
         out["maxLength"] = min(int(out.get("maxLength", max_string)), max_string)
@@ -151,7 +161,8 @@ def grammar_schema(
 
     `max_string`/`max_items` cap every string/list, including ones the model bounds more loosely.
     """
-    return _bound_for_grammar(inline_refs(model.model_json_schema()), max_string, max_items)
+    bound = partial(_bound, max_string=max_string, max_items=max_items)
+    return _rewrite(inline_refs(model.model_json_schema()), _grammar_keyword, bound)
 
 
 def _char_rule_fix(gbnf: str) -> str:
@@ -247,54 +258,57 @@ def budget_gbnf(model: type[BaseModel], max_tokens: int, *, max_items: int = DEF
     return "\n".join(lines), max(max_tokens, worst_case_bytes(schema))
 
 
-def _strict(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_strict(x) for x in node]
-    if not isinstance(node, dict):
-        return node
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key not in _STRICT_KEYWORDS:
-            continue
-        if key == "properties":
-            out[key] = {name: _strict(sub) for name, sub in value.items()}
-        elif isinstance(value, dict | list) and key != "required":
-            out[key] = _strict(value)
-        else:
-            out[key] = value
+def _reply_keyword(key: str, _value: Any) -> bool:
+    return key in _STRICT_KEYWORDS
+
+
+def _argument_keyword(key: str, _value: Any) -> bool:
+    return key not in _STRICT_REFUSED
+
+
+def _nullable(prop: dict[str, Any]) -> dict[str, Any]:
+    """`prop` that also accepts null. anyOf (not a type list): llama.cpp's schema-to-grammar converter
+    understands it, and OpenAI accepts it; the description stays on the outside, where hosts show it."""
+    if "anyOf" in prop:
+        if not any(s.get("type") == "null" for s in prop["anyOf"]):
+            prop = {**prop, "anyOf": [*prop["anyOf"], {"type": "null"}]}
+        return prop
+    inner = {k: v for k, v in prop.items() if k != "description"}
+    out: dict[str, Any] = {"anyOf": [inner, {"type": "null"}]}
+    if prop.get("description"):
+        out["description"] = prop["description"]
+    return out
+
+
+def _close(out: dict[str, Any], nullable_optional: bool) -> dict[str, Any]:
     if ("properties" in out or "object" in _schema_types(out)) and not isinstance(
         out.get("additionalProperties"), dict
     ):  # a dict[str, X] field keeps its value schema; strict servers may refuse it, nothing better exists
         out.setdefault("type", "object")
         props = out.setdefault("properties", {})
+        if nullable_optional:
+            required = set(out.get("required", []))
+            for name, prop in props.items():
+                if name not in required:
+                    props[name] = _nullable(prop)
         out["required"] = list(props)
         out["additionalProperties"] = False
     return out
 
 
-def openai_strict_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """Schema for OpenAI strict structured outputs / strict function parameters (refs inlined)."""
-    return _strict(inline_refs(model.model_json_schema()))
+def openai_strict_schema(model: type[BaseModel], *, arguments: bool = False) -> dict[str, Any]:
+    """Schema for OpenAI strict structured outputs (refs inlined): every object closed, every property required.
+
+    A reply schema (the default) lists optional properties as required as they are: the reply is validated as
+    sent, so a null where the model has a default would fail; and it keeps only `_STRICT_KEYWORDS`.
+    `arguments=True` is for strict function parameters (tools/openai_functions.py): optional properties also
+    accept null, which dispatch reads as "use the default" (it drops them before validating), and only the
+    keywords strict mode refuses (`_STRICT_REFUSED`) are dropped.
+    """
+    keep = _argument_keyword if arguments else _reply_keyword
+    return _rewrite(inline_refs(model.model_json_schema()), keep, partial(_close, nullable_optional=arguments))
 
 
 def describe_schema(model: type[BaseModel]) -> str:
     """Compact JSON of the bounded schema, for prompts that must state the expected shape in words."""
     return json.dumps(grammar_schema(model), separators=(",", ":"))
-
-
-def validate_reply(
-    raw: str, response_model: type[T], model_id: str, usage: LLMUsage, finish_reason: str | None = None
-) -> T:
-    """`response_model` parsed from `raw`, or LLMOutputError (carrying `.raw` and `.usage` for accounting)."""
-    try:
-        return response_model.model_validate_json(raw)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "reply"
-        hint = " (cut off at max_tokens)" if finish_reason == "length" else ""
-        err = LLMOutputError(
-            f"{model_id} reply is not a valid {response_model.__name__}{hint}: {where}: {first.get('msg')}"
-        )
-        err.raw = raw  # type: ignore[attr-defined]
-        err.usage = usage  # type: ignore[attr-defined]
-        raise err from e
