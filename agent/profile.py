@@ -1,20 +1,17 @@
 """Profile dynamics: merge newly observed sub-interests into a stored profile, and decay weights over time.
 
 Rules (documented because they decide what the user sees):
-- Near-duplicate = cosine(name + description embeddings) >= settings.merge_similarity, or the same id
-  (same normalised name and polarity).
-  * same polarity -> reinforce: weight += reinforce_step * new.weight (capped at MAX_WEIGHT), evidence
-  extended
+- Near-duplicate = cosine(name + description embeddings) >= settings.merge_similarity, or the same id (same
+  normalised name and polarity).
+  * same polarity -> reinforce: weight += reinforce_step * new.weight (capped at MAX_WEIGHT), evidence extended
     without duplicate spans, last_seen advanced, confidence raised. Muted interests stay muted.
-  * opposite polarity -> the later statement wins: the stored interest flips to the new polarity, takes the
-  new
-    weight and evidence (older evidence is kept after it, so the history stays inspectable). In practice
-    this is
+  * opposite polarity -> the later statement wins: the stored interest flips to the new polarity, takes the new
+    weight and evidence (older evidence is kept after it, so the history stays inspectable). In practice this is
     "an explicit dislike overrides a like" and, symmetrically, a later like lifts an old dislike.
 - Otherwise the interest is added.
 - `effective_weight` = weight * 0.5 ** (days since last_seen / half_life_days); `prune` drops interests whose
   effective weight fell under a floor (never muted ones: muting is the user's decision, kept until they
-  undo it).
+  undo it). Observe calls `prune_stale` (settings.profile.prune_below) after each merge.
 """
 
 from __future__ import annotations
@@ -159,3 +156,16 @@ def prune(
             keep.append(it)
     profile.interests = keep
     return dropped
+
+
+def prune_stale(profile: InterestProfile, half_life_days: float, floor: float) -> list[SubInterest]:
+    """`prune` against the profile's own clock, its newest `last_seen`, not the wall clock.
+
+    Why: what goes is what the user stopped mentioning while they kept talking about other things. Against the
+    wall clock, a review written years ago and observed today would be pruned on arrival, and an evaluation
+    case's dated texts would lose their interests before they were used.
+    """
+    if floor <= 0 or not profile.interests:
+        return []
+    newest = max(as_utc(i.last_seen) for i in profile.interests)
+    return prune(profile, newest, half_life_days, floor)

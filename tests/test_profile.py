@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from interestlens.agent.models import EvidenceSpan, InterestProfile, Polarity, SubInterest
-from interestlens.agent.profile import effective_weight, merge_interests, prune
+from interestlens.agent.profile import effective_weight, merge_interests, prune, prune_stale
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -101,3 +101,20 @@ def test_decay_half_life_and_prune():
     dropped = prune(prof, T0 + timedelta(days=400), 90, floor=0.2)
     assert [d.name for d in dropped] == ["jazz"]
     assert {i.name for i in prof.interests} == {"fresh", "old muted"}
+
+
+def test_prune_stale_measures_decay_against_the_profiles_newest_evidence():
+    # Texts written years ago and observed today are all as old as each other: nothing is stale.
+    old = InterestProfile(user_id="u", interests=[_interest("jazz", weight=0.6), _interest("noir", weight=0.6)])
+    assert prune_stale(old, 90, floor=0.05) == []
+    assert len(old.interests) == 2
+    # One interest unseen for a year while the user kept talking: it decayed to 0.6 / 2**4 < 0.05 and goes.
+    muted = _interest("muted too", weight=0.6)
+    muted.muted = True
+    prof = InterestProfile(
+        user_id="u",
+        interests=[_interest("jazz", weight=0.6), muted, _interest("hiking", ts=T0 + timedelta(days=365))],
+    )
+    assert [d.name for d in prune_stale(prof, 90, floor=0.05)] == ["jazz"]
+    assert [i.name for i in prof.interests] == ["muted too", "hiking"]
+    assert prune_stale(prof, 90, floor=0.0) == []  # 0 turns pruning off
