@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from interestlens.agent.api_models import CatalogCount, CatalogPage, CatalogRemoveResult, ItemHit
 from interestlens.agent.errors import InvalidInputError
 from interestlens.agent.filters import parse_where
-from interestlens.agent.models import CatalogCount, CatalogPage, CatalogRemoveResult, ItemHit
 from interestlens.agent.protocols import Embedder, Store
 from interestlens.agent.text import validate_text
 

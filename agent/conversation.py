@@ -18,8 +18,9 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from interestlens.agent.api_models import ChatMessage
 from interestlens.agent.errors import InvalidInputError
-from interestlens.agent.models import ChatMessage, Item, Polarity
+from interestlens.agent.models import Item, Polarity
 
 MAX_MESSAGES = 200
 _ROLE_ALIASES = {"human": "user", "ai": "assistant", "assistant": "assistant", "user": "user",

@@ -16,20 +16,18 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from interestlens.agent.api_models import HistoryList, ImportResult, UserExport
 from interestlens.agent.errors import InvalidInputError, UnknownIdError
 from interestlens.agent.models import (
     EvidenceSpan,
     HistoryEntry,
-    HistoryList,
     HistoryOp,
-    ImportResult,
     InterestChange,
     InterestOrigin,
     InterestProfile,
     Polarity,
     SourceText,
     SubInterest,
-    UserExport,
 )
 from interestlens.agent.profile import MAX_WEIGHT
 from interestlens.agent.protocols import Store

@@ -3,6 +3,8 @@
 Everything that crosses a boundary (LLM output after validation, store records, tool inputs and
 outputs) is one of these models. Offsets in `EvidenceSpan` index into `SourceText.text`, so any
 recommendation can be traced item -> intent -> sub-interests -> evidence spans -> source text.
+Here: what is stored and what the core verbs (observe, recommend, explain, topics) return; the requests and
+answers of the memory and catalog verbs, which are never stored, are in api_models.py.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import json
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from unicodedata import category as unicodedata_category
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # Metadata values Chroma can store and filter on.
 MetadataValue = str | int | float | bool | list[str] | list[int] | list[float] | None
@@ -39,6 +41,7 @@ MAX_ITEM_TITLE_CHARS = 1_000
 MAX_ITEM_TEXT_CHARS = 100_000
 MAX_ITEM_METADATA_CHARS = 32_000  # as JSON
 MAX_ITEM_METADATA_KEYS = 100
+_MAX_ITEM_CHARS = {"title": MAX_ITEM_TITLE_CHARS, "text": MAX_ITEM_TEXT_CHARS}
 
 
 def _clamp_future(ts: datetime | None) -> datetime | None:
@@ -50,6 +53,10 @@ def _clamp_future(ts: datetime | None) -> datetime | None:
     if aware <= now:
         return ts
     return now if ts.tzinfo is not None else now.replace(tzinfo=None)
+
+
+# An optional timestamp that is never in the future (`_clamp_future`).
+PastTimestamp = Annotated[datetime | None, AfterValidator(_clamp_future)]
 
 
 def _check_id_text(v: Any) -> Any:
@@ -99,14 +106,9 @@ class SourceText(BaseModel):
 
     id: str = ""
     text: str
-    ts: datetime | None = None
+    ts: PastTimestamp = None
     source: str = "chat"  # tag | review | chat | post | history | ...
     item_id: str | None = None  # set when the text is a consumed item's text (history as evidence)
-
-    @field_validator("ts")
-    @classmethod
-    def _ts_not_future(cls, v: datetime | None) -> datetime | None:
-        return _clamp_future(v)
 
     @model_validator(mode="after")
     def _default_id(self) -> SourceText:
@@ -211,19 +213,14 @@ class Item(BaseModel):
     def _id_chars(cls, v: str) -> str:
         return _check_encodable(_check_id_text(v), "id")
 
-    @field_validator("title")
+    @field_validator("title", "text")
     @classmethod
-    def _title_bounds(cls, v: str) -> str:
-        if len(v) > MAX_ITEM_TITLE_CHARS:
-            raise ValueError(f"title is {len(v)} characters; at most {MAX_ITEM_TITLE_CHARS}")
-        return _check_encodable(v, "title")
-
-    @field_validator("text")
-    @classmethod
-    def _text_bounds(cls, v: str) -> str:
-        if len(v) > MAX_ITEM_TEXT_CHARS:
-            raise ValueError(f"text is {len(v)} characters; at most {MAX_ITEM_TEXT_CHARS}")
-        return _check_encodable(v, "text")
+    def _text_bounds(cls, v: str, info: ValidationInfo) -> str:
+        field = str(info.field_name)
+        limit = _MAX_ITEM_CHARS[field]
+        if len(v) > limit:
+            raise ValueError(f"{field} is {len(v)} characters; at most {limit}")
+        return _check_encodable(v, field)
 
     @field_validator("metadata")
     @classmethod
@@ -262,17 +259,12 @@ class Interaction(BaseModel):
     user_id: str
     item_id: str
     value: float = 1.0
-    ts: datetime | None = None
+    ts: PastTimestamp = None
 
     @field_validator("item_id")
     @classmethod
     def _item_id_chars(cls, v: str) -> str:
         return _check_encodable(_check_id_text(v), "item_id")
-
-    @field_validator("ts")
-    @classmethod
-    def _ts_not_future(cls, v: datetime | None) -> datetime | None:
-        return _clamp_future(v)
 
 
 class Candidate(BaseModel):
@@ -358,32 +350,7 @@ class Topic(BaseModel):
     user_share: dict[str, float] = Field(default_factory=dict)  # user_id -> share of that user's weight
 
 
-# ------------------------------------------------------------------------------------------------ memory API
-
-
-class ChatMessage(BaseModel):
-    """One chat turn, OpenAI/LangChain shape. Only `user` turns are observed; the others are context."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    role: Literal["user", "assistant", "system", "tool"]
-    content: str
-    remember: bool = True  # False: this user turn is context only, never stored
-
-
-class FeedbackKind(StrEnum):
-    LIKED = "liked"
-    DISLIKED = "disliked"
-    SEEN = "seen"
-
-
-class FeedbackResult(BaseModel):
-    user_id: str
-    item_id: str
-    kind: FeedbackKind
-    interest: SubInterest | None = None  # the like/dislike grounded in the item (and the note); None for seen
-    excluded: bool = True  # the item is in the user's history: never recommended again
-    profile_version: int
+# ---------------------------------------------------------------------------------- profile history (stored)
 
 
 class HistoryOp(StrEnum):
@@ -429,64 +396,3 @@ class HistoryEntry(BaseModel):
             self.id = "h-" + uuid.uuid4().hex[:20]
         return self
 
-
-class HistoryList(BaseModel):
-    user_id: str
-    entries: list[HistoryEntry] = Field(default_factory=list)  # newest first
-
-
-class UserExport(BaseModel):
-    """Everything stored about one user (an access request); `InterestAgent.import_user` restores it."""
-
-    format: Literal["interestlens.user/1"] = "interestlens.user/1"
-    user_id: str
-    exported_at: datetime = Field(default_factory=utcnow)
-    profile: InterestProfile | None = None
-    sources: list[SourceText] = Field(default_factory=list)
-    history: list[HistoryEntry] = Field(default_factory=list)  # oldest first
-    interactions: list[Interaction] = Field(default_factory=list)
-    last_result: RecommendationResult | None = None
-    llm_cache: list[dict[str, Any]] = Field(default_factory=list)  # decomposition cache records {key, value}
-
-
-class ImportResult(BaseModel):
-    user_id: str
-    interests: int
-    sources: int
-    history: int
-    interactions: int
-
-
-class ItemHit(BaseModel):
-    item: Item
-    score: float | None = None  # cosine similarity for a text search; None for a plain listing
-
-
-class CatalogPage(BaseModel):
-    """Catalog items (a page of a listing, a search's hits, or the items asked for by id)."""
-
-    items: list[ItemHit] = Field(default_factory=list)
-    total: int = 0  # items matching (the whole catalog, or the `where` filter)
-    offset: int = 0
-    query: str | None = None
-    unknown_ids: list[str] = Field(default_factory=list)
-
-
-class CatalogCount(BaseModel):
-    count: int
-    where: dict[str, Any] | None = None
-
-
-class CatalogRemoveResult(BaseModel):
-    removed: list[str] = Field(default_factory=list)
-    unknown: list[str] = Field(default_factory=list)
-
-
-def export_json_schemas() -> dict[str, dict[str, Any]]:
-    """JSON schemas of the public models (for docs, other languages and tool specs)."""
-    models: list[type[BaseModel]] = [
-        SourceText, EvidenceSpan, SubInterest, Intent, InterestProfile, Item, Interaction, Candidate,
-        Recommendation, RecommendationResult, ObserveResult, Explanation, Topic, ChatMessage, FeedbackResult,
-        HistoryEntry, UserExport, CatalogPage,
-    ]
-    return {m.__name__: m.model_json_schema() for m in models}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from interestlens.agent.api_models import FeedbackKind, FeedbackResult
 from interestlens.agent.config import Settings
 from interestlens.agent.conversation import is_message_like, plan_turns, to_messages
 from interestlens.agent.decompose import decompose
@@ -23,8 +24,6 @@ from interestlens.agent.llm.base import Stopwatch, StructuredLLM
 from interestlens.agent.memory_ops import UserMemory
 from interestlens.agent.models import (
     EvidenceSpan,
-    FeedbackKind,
-    FeedbackResult,
     HistoryOp,
     Interaction,
     InterestOrigin,

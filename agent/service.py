@@ -22,6 +22,16 @@ from typing import Any
 from interestlens.agent import catalog_ops, memory_ops
 from interestlens.agent import observe as observe_ops
 from interestlens.agent import recommend as recommend_ops
+from interestlens.agent.api_models import (
+    CatalogCount,
+    CatalogPage,
+    CatalogRemoveResult,
+    FeedbackKind,
+    FeedbackResult,
+    HistoryList,
+    ImportResult,
+    UserExport,
+)
 from interestlens.agent.config import Settings
 from interestlens.agent.embeddings import make_embedder
 from interestlens.agent.errors import UnknownIdError
@@ -32,14 +42,7 @@ from interestlens.agent.llm import make_llm
 from interestlens.agent.llm.base import StructuredLLM
 from interestlens.agent.memory_ops import HistoryLog, UserMemory
 from interestlens.agent.models import (
-    CatalogCount,
-    CatalogPage,
-    CatalogRemoveResult,
     Explanation,
-    FeedbackKind,
-    FeedbackResult,
-    HistoryList,
-    ImportResult,
     Interaction,
     InterestProfile,
     Item,
@@ -49,7 +52,6 @@ from interestlens.agent.models import (
     SourceText,
     StageStats,
     Topic,
-    UserExport,
 )
 from interestlens.agent.protocols import Embedder, Store
 from interestlens.agent.retrieve import CandidatePool, RequestFacets

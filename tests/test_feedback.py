@@ -9,9 +9,10 @@ import anyio
 import pytest
 from typer.testing import CliRunner
 
+from interestlens.agent.api_models import FeedbackKind
 from interestlens.agent.config import Settings
 from interestlens.agent.errors import InvalidInputError, UnknownIdError
-from interestlens.agent.models import FeedbackKind, InterestOrigin, Polarity
+from interestlens.agent.models import InterestOrigin, Polarity
 from interestlens.agent.service import InterestAgent
 from interestlens.tools.cli import app
 from interestlens.tools.langchain_tools import make_langchain_tools

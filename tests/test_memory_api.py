@@ -7,10 +7,11 @@ import json
 
 import pytest
 
+from interestlens.agent.api_models import UserExport
 from interestlens.agent.config import Settings
 from interestlens.agent.conversation import classify_turn, to_messages
 from interestlens.agent.errors import InvalidInputError, UnknownIdError
-from interestlens.agent.models import HistoryOp, Item, Polarity, UserExport
+from interestlens.agent.models import HistoryOp, Item, Polarity
 from interestlens.agent.service import InterestAgent
 
 ITEMS = [

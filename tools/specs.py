@@ -15,22 +15,24 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from interestlens.agent.errors import InvalidInputError
-from interestlens.agent.models import (
+from interestlens.agent.api_models import (
     CatalogCount,
     CatalogPage,
     CatalogRemoveResult,
-    EvidenceSpan,
-    Explanation,
     FeedbackResult,
     HistoryList,
+    UserExport,
+)
+from interestlens.agent.errors import InvalidInputError
+from interestlens.agent.models import (
+    EvidenceSpan,
+    Explanation,
     InterestProfile,
     ObserveResult,
     Recommendation,
     RecommendationResult,
     StageStats,
     SubInterest,
-    UserExport,
 )
 from interestlens.agent.prompting import (
     FENCE,
