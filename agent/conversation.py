@@ -3,7 +3,8 @@
 `to_messages` accepts the OpenAI/LangChain shape (`[{"role", "content"}]`, LangChain `BaseMessage` objects,
 or `ChatMessage`). `plan_turns` decides, per user turn, what `observe` does with it:
 - `preference`: observed (decomposed; the clause-level filters in decompose/attribution still apply);
-- `request`: a request, question or chit-chat ("what should I listen to tonight?", "thanks"): not stored;
+- `request`: a request, question or chit-chat ("what should I listen to tonight?", "thanks"; see
+  agent/request_detection.py): not stored;
 - `reference`: a short reply about what the assistant just suggested ("yes, more like that", "not that one"):
   a like or dislike of the first catalog item the previous assistant turn named, grounded in the user's words.
 Assistant, system and tool turns are context only: never stored, never evidence.
@@ -21,34 +22,12 @@ from pydantic import ValidationError
 from interestlens.agent.api_models import ChatMessage
 from interestlens.agent.errors import InvalidInputError
 from interestlens.agent.models import Item, Polarity
+from interestlens.agent.request_detection import is_request_turn
 
 MAX_MESSAGES = 200
 _ROLE_ALIASES = {"human": "user", "ai": "assistant", "assistant": "assistant", "user": "user",
                  "system": "system", "developer": "system", "tool": "tool", "function": "tool"}
 
-# A stated taste anywhere in the turn makes it a preference turn (clause filters drop the request part).
-_PREFERENCE = re.compile(
-    r"\b(?:i|i'm|im|i am|we)\b[^.?!]{0,40}?\b(?:love[sd]?|like[sd]?|enjoy\w*|adore\w*|prefer\w*|hate[sd]?|"
-    r"dislike[sd]?|detest\w*|into|fan of|favou?rite|can'?t stand|cannot stand|don'?t (?:like|enjoy|care for)|"
-    r"not a fan|bored by|obsessed)\b"
-    r"|\btoo \w+ for me\b|\b(?:is|are) my favou?rite\b|\bno more \w+|\bnot for me\b",
-    re.IGNORECASE,
-)
-# "I'd like a film", "I would love something": a wish for an item, not a taste.
-_WISH = re.compile(r"\b(?:i'?d|i would|i'?ll|could i)\s+(?:like|love|enjoy|prefer)\b", re.IGNORECASE)
-_REQUEST = re.compile(
-    r"\?\s*$|^\s*(?:what|which|who|where|when|why|how|any|anything|can you|could you|would you|will you|please|"
-    r"recommend|suggest|give me|show me|find me|tell me|list|got any|i need|i want|i'?m looking for|"
-    r"looking for|help me)\b"
-    r"|\b(?:recommend\w*|suggest\w*|what should i|something (?:for|to)|any (?:ideas|suggestions|tips))\b"
-    r"|\bfor (?:tonight|today|tomorrow|this (?:evening|weekend)|the weekend)\b",
-    re.IGNORECASE,
-)
-_CHITCHAT = re.compile(
-    r"^\s*(?:hi|hello|hey|yo|thanks|thank you|thx|ok|okay|cool|great|nice|bye|goodbye|good (?:morning|night|"
-    r"evening|afternoon)|how are you|lol|hmm+|sure|fine)\b[\s!.,?:)]*(?:there|again|so much|a lot)?[\s!.,?:)]*$",
-    re.IGNORECASE,
-)
 # Replies about the previous suggestion. Negative patterns first: "not like that" is not "like that".
 _REFERENCE_NEG = re.compile(
     r"\b(?:not (?:that|this|it|those|these)(?: one)?|no(?:pe)?,? (?:not )?(?:that|this)|less like (?:that|this)|"
@@ -147,11 +126,7 @@ def classify_turn(text: str) -> tuple[TurnKind, Polarity, tuple[int, int]]:
                 # The whole reply is the evidence: the user's own words, verbatim.
                 start = len(text) - len(text.lstrip())
                 return "reference", polarity, (start, start + len(stripped))
-    if not stripped or _CHITCHAT.match(stripped):
-        return "request", Polarity.LIKE, (0, 0)
-    if _PREFERENCE.search(_WISH.sub(" ", text)):
-        return "preference", Polarity.LIKE, (0, 0)
-    if _WISH.search(text) or _REQUEST.search(stripped):
+    if is_request_turn(text):
         return "request", Polarity.LIKE, (0, 0)
     return "preference", Polarity.LIKE, (0, 0)
 

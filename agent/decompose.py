@@ -7,8 +7,9 @@ Two paths with one output contract:
   clustering (cosine), separately for likes and dislikes; each group is named by its most central key phrase.
   This is the fallback whenever the LLM is absent, fails, answers invalidly or grounds nothing.
 History items (SourceText.source == "history") are decomposed like user text.
-The shared pieces live in decompose_cluster.py, which both paths import; the names callers use are re-exported
-here, so `from interestlens.agent.decompose import ...` keeps working.
+What both paths share has a module each: the statement clauses (clauses.py, with polarity.py, key_phrases.py
+and request_detection.py), chunks and the merge of their results (chunks.py), the LLM reply cache
+(result_cache.py).
 """
 
 from __future__ import annotations
@@ -18,33 +19,12 @@ from datetime import datetime
 
 from interestlens.agent.attribution import mark_history_interests, mask_sources
 from interestlens.agent.config import Settings
-from interestlens.agent.decompose_cluster import (
-    PROMPT,
-    CacheLike,
-    ClusterDecomposer,
-    DictCache,
-    LLMInterest,
-    LLMInterests,
-    ResultCache,
-    StoreCache,
-    as_cache,
-    clause_polarity,
-    interests_model,
-    is_request,
-    key_phrases,
-    merge_same_name,
-    polarity_of,
-)
+from interestlens.agent.decompose_cluster import ClusterDecomposer
 from interestlens.agent.decompose_llm import LLMDecomposer
 from interestlens.agent.llm.base import StructuredLLM
 from interestlens.agent.models import SourceText, StageStats, SubInterest
 from interestlens.agent.protocols import Embedder
-
-__all__ = [
-    "PROMPT", "CacheLike", "ClusterDecomposer", "DictCache", "LLMDecomposer", "LLMInterest", "LLMInterests",
-    "ResultCache", "StoreCache", "as_cache", "clause_polarity", "decompose", "interests_model", "is_request",
-    "key_phrases", "merge_same_name", "polarity_of",
-]
+from interestlens.agent.result_cache import CacheLike, as_cache
 
 
 def decompose(

@@ -22,23 +22,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
+from interestlens.agent.chunks import Segment, _pack, _segments, merge_same_name
 from interestlens.agent.config import Settings
-from interestlens.agent.decompose_cluster import (
-    ClusterDecomposer,
-    ResultCache,
-    Segment,
-    _checked_polarity,
-    _pack,
-    _segments,
-    merge_same_name,
-)
+from interestlens.agent.decompose_cluster import ClusterDecomposer
 from interestlens.agent.errors import LLMError, LLMOutputError
 from interestlens.agent.grounding import InterestDraft, ground_interests
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
 from interestlens.agent.llm.call import structured_call
 from interestlens.agent.models import EvidenceSpan, Polarity, SourceText, StageStats, SubInterest, utcnow
+from interestlens.agent.polarity import _checked_polarity
 from interestlens.agent.prompting import FENCE, FENCE_END, RenderedPrompt, render
 from interestlens.agent.protocols import Embedder
+from interestlens.agent.result_cache import ResultCache
 
 log = logging.getLogger(__name__)
 

@@ -103,6 +103,12 @@ def as_utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
 
 
+def seen_range(sources: Sequence[SourceText], now: datetime) -> tuple[datetime, datetime]:
+    """(first, last) time of the sources that have one; (now, now) when none has."""
+    times = [as_utc(s.ts) for s in sources if s.ts is not None]
+    return (min(times), max(times)) if times else (now, now)
+
+
 def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b.T  # embedder rows are L2-normalised
 
@@ -176,7 +182,7 @@ def ground_interests(
         if not spans:
             dropped += 1
             continue
-        times = [as_utc(src.ts) for src, _ in spans if src.ts is not None]
+        first, last = seen_range([src for src, _ in spans], now)
         out.append(
             SubInterest(
                 name=draft.name.strip()[:120],
@@ -185,8 +191,8 @@ def ground_interests(
                 weight=draft.weight,
                 confidence=draft.confidence,
                 evidence=[span for _, span in spans],
-                first_seen=min(times) if times else now,
-                last_seen=max(times) if times else now,
+                first_seen=first,
+                last_seen=last,
                 extractor=extractor,
             )
         )

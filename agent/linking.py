@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from interestlens.agent.attribution import mask_source
-from interestlens.agent.decompose_cluster import polarity_of
 from interestlens.agent.models import EvidenceSpan, Item, Polarity, SourceText, SubInterest, utcnow
+from interestlens.agent.polarity import polarity_of
 from interestlens.agent.protocols import Store
 
 # A named title is one plain statement of taste (weight 1, as `reweight_interest` documents it), held with more

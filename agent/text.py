@@ -1,9 +1,8 @@
 """Text utilities shared by the pipeline: input validation, normalisation for matching, clause and chunk
-splitting.
+splitting, the stop-word list.
 
 Every splitter returns (start, end) offsets into the original string, never copies, so evidence spans built
-from
-them are verbatim substrings of what the user wrote.
+from them are verbatim substrings of what the user wrote.
 """
 
 from __future__ import annotations
@@ -54,6 +53,19 @@ _STATEMENT_VERBS = frozenset(
     {"hate", "love", "like", "dislike", "enjoy", "can't", "cannot", "don't", "do", "really", "am", "'m"}
 )
 _ALNUM = re.compile(r"\w", re.UNICODE)
+
+# Words that name no topic in any use: function words and the words of asking for something. This is the one
+# stop-word list; each use adds the words only it must skip (key phrases: sentiment and chat filler; compose: the
+# rest of a request's wording), so that no use drops a word another one needs.
+STOP_WORDS = frozenset(
+    """
+    a about also am an and any anything are as at be been but by can could did do does for from get give got
+    here how i if in into is it its just kind like liked me more most much my no not now of on one or our
+    over please really should so some something than that the then there these this those to under very was
+    we were what when where which who whom why will with would you your love loved great good want need
+    maybe recommend recommendation suggest looking look sort new
+    """.split()  # noqa: SIM905 - a word list reads better as text
+)
 
 
 def _fold_char(ch: str) -> str:

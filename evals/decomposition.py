@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from interestlens.agent.config import Settings
-from interestlens.agent.decompose import decompose, polarity_of
+from interestlens.agent.decompose import decompose
 from interestlens.agent.embeddings import Embedder, make_embedder
 from interestlens.agent.linking import TitleLinker, link_interests
 from interestlens.agent.models import Item, Polarity, SourceText, StageStats, SubInterest
+from interestlens.agent.polarity import polarity_of
 from interestlens.evals.data import EvalCase
 
 LABELLED = Path(__file__).resolve().parent / "data" / "decomposition_labelled.jsonl"

@@ -6,17 +6,14 @@ import socket
 
 import pytest
 
-from interestlens.agent.decompose import (
-    ClusterDecomposer,
-    DictCache,
-    StoreCache,
-    clause_polarity,
-    decompose,
-    interests_model,
-)
+from interestlens.agent.decompose import decompose
+from interestlens.agent.decompose_cluster import ClusterDecomposer
 from interestlens.agent.decompose_llm import LLMDecomposer
+from interestlens.agent.decompose_schema import interests_model
 from interestlens.agent.grounding import verify_span
 from interestlens.agent.models import Polarity, SourceText, StageStats, SubInterest
+from interestlens.agent.polarity import clause_polarity
+from interestlens.agent.result_cache import DictCache, StoreCache
 
 MULTI = (
     "I love hard science fiction novels like The Expanse, and I also enjoy long-distance trail running on "
@@ -251,7 +248,7 @@ def test_dislike_phrasings(text):
 
 
 def test_names_do_not_cross_punctuation():
-    from interestlens.agent.decompose import key_phrases
+    from interestlens.agent.key_phrases import key_phrases
 
     phrases = key_phrases("I can't stand horror movies, gore makes me sick")
     assert "horror movies" in phrases
@@ -268,7 +265,7 @@ def test_names_do_not_cross_punctuation():
     ],
 )
 def test_mention_takes_verdict_of_following_clause_about_it(text, want):
-    from interestlens.agent.decompose import polarity_of
+    from interestlens.agent.polarity import polarity_of
 
     start = text.index("(") - 5
     assert polarity_of(text, start, text.index(")") + 1) is want

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from interestlens.agent.decompose import DictCache, decompose
+from interestlens.agent.decompose import decompose
 from interestlens.agent.decompose_llm import (
     MAX_CLAUSES_PER_CALL,
     MAX_TOPIC_WORDS,
@@ -19,6 +19,7 @@ from interestlens.agent.decompose_llm import (
 )
 from interestlens.agent.llm.base import LLMUsage, StructuredResponse, validate_reply
 from interestlens.agent.models import Polarity, SourceText, StageStats
+from interestlens.agent.result_cache import DictCache
 
 CHAT = [
     "Hello! I love slow-burn science fiction films like Interstellar.",

@@ -123,9 +123,9 @@ def test_linking_is_linear_on_whitespace_after_a_title():
 
 
 def test_link_interests_ignores_other_peoples_titles():
-    from interestlens.agent.decompose import polarity_of
     from interestlens.agent.linking import link_interests
     from interestlens.agent.models import Polarity
+    from interestlens.agent.polarity import polarity_of
 
     linker = _issue9_linker()
     src = SourceText(text="My brother loves Inception (2010). I can't stand Star Wars (1977).")
