@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field, create_model
 
+from interestlens.agent.clustering import cluster_labels, label_groups
 from interestlens.agent.config import Settings
 from interestlens.agent.errors import LLMError, LLMOutputError
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
@@ -24,6 +25,7 @@ from interestlens.agent.models import Intent, InterestProfile, StageStats, SubIn
 from interestlens.agent.profile import effective_weight, interest_text
 from interestlens.agent.prompting import render
 from interestlens.agent.protocols import Embedder
+from interestlens.agent.text import STOP_WORDS
 
 MAX_NAME = 48
 MAX_RATIONALE = 160
@@ -34,21 +36,10 @@ MIN_GROUP_SIMILARITY = 0.3  # cosine to the centroid of its fellow members for a
 _LIST_MARKERS = re.compile(r"^\s*(?:\d+[.):]\s*)+|\s+\d+\s*$")  # "4. Space Exploration 5" -> "Space Exploration"
 MAX_PROMPT_INTERESTS = 24  # keeps the numbered list inside a small model's context window
 
-_STOPWORDS = frozenset({
-    "a", "an", "the", "and", "or", "but", "of", "for", "to", "in", "on", "at", "by", "with", "from",
-    "about", "into", "over", "under", "is", "are", "was", "were", "be", "been", "am", "i", "me", "my", "we",
-    "our", "you", "your", "it", "its", "this", "that", "these", "those", "some", "any", "something",
-    "anything", "want", "wanted", "would", "like", "likes", "liked", "love", "loved", "please", "give",
-    "show", "recommend", "recommendation", "recommendations", "suggest", "need", "looking", "look", "find",
-    "get", "got", "tonight", "today", "now", "just", "really", "very", "more", "most", "much", "maybe",
-    "also", "can", "could", "should", "will", "shall", "do", "does", "did", "not", "no", "so", "as", "if",
-    "than", "then", "there", "here", "what", "which", "who", "whom", "how", "when", "where", "why", "one",
-    "ones", "thing", "things", "good", "great", "new", "kind", "sort"
-})
-
-
-# The one structured-call path (agent/llm/call.py); the old name stays for the stages that import it here.
-llm_generate = structured_call
+# Words of a message that say nothing about what to retrieve: the stop words and the rest of a request's wording.
+_STOPWORDS = STOP_WORDS | frozenset(
+    {"wanted", "likes", "show", "recommendations", "find", "tonight", "today", "shall", "ones", "thing", "things"}
+)
 
 
 def context_keywords(context: str | None, limit: int = 8) -> list[str]:
@@ -118,15 +109,7 @@ def cluster_groups(embs: np.ndarray, max_groups: int, distance: float = CLUSTER_
         return []
     if n == 1 or max_groups <= 1:
         return [list(range(n))]
-    from sklearn.cluster import AgglomerativeClustering
-
-    labels = AgglomerativeClustering(
-        n_clusters=None, distance_threshold=distance, metric="cosine", linkage="average"
-    ).fit_predict(embs)
-    groups: dict[int, list[int]] = {}
-    for idx, lab in enumerate(labels):
-        groups.setdefault(int(lab), []).append(idx)
-    return list(groups.values())
+    return label_groups(cluster_labels(embs, distance))
 
 
 def compose_without_llm(

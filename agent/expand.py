@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from interestlens.agent.compose import llm_generate
 from interestlens.agent.config import Settings
 from interestlens.agent.errors import LLMError
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
+from interestlens.agent.llm.call import structured_call
 from interestlens.agent.models import InterestOrigin, InterestProfile, Polarity, StageStats, SubInterest
 from interestlens.agent.profile import effective_weight, interest_text
 from interestlens.agent.prompting import render
@@ -49,6 +49,25 @@ def _base_weight(profile: InterestProfile, settings: Settings, now: datetime) ->
     if not likes:
         return 1.0
     return float(np.mean([effective_weight(i, now, settings.half_life_days) for i in likes]))
+
+
+def _expanded(
+    name: str, description: str, origin: InterestOrigin, *, weight: float, confidence: float, extractor: str,
+    now: datetime,
+) -> SubInterest:
+    """An expanded interest: a like with no evidence (the user did not say it), first and last seen now."""
+    return SubInterest(
+        name=name,
+        description=description,
+        polarity=Polarity.LIKE,
+        weight=weight,
+        confidence=confidence,
+        evidence=[],
+        first_seen=now,
+        last_seen=now,
+        origin=origin,
+        extractor=extractor,
+    )
 
 
 def _novel(
@@ -101,7 +120,7 @@ def expand_adjacent(
             max_new=max_new,
         )
         try:
-            reply = llm_generate(llm, prompt, _AdjacentReply, stats=stats, max_tokens=80 + 70 * max_new)
+            reply = structured_call(llm, prompt, _AdjacentReply, stats=stats, max_tokens=80 + 70 * max_new)
         except LLMError as e:
             stats.fallbacks += 1
             stats.warnings.append(f"expand_adjacent: LLM output unusable ({str(e)[:120]})")
@@ -110,18 +129,8 @@ def expand_adjacent(
         keep = _novel([s.name.strip() for s in suggestions], profile, embedder, settings)
         weight = ADJACENT_DISCOUNT * _base_weight(profile, settings, now)
         return [
-            SubInterest(
-                name=suggestions[k].name.strip(),
-                description=suggestions[k].reason.strip(),
-                polarity=Polarity.LIKE,
-                weight=weight,
-                confidence=0.3,
-                evidence=[],
-                first_seen=now,
-                last_seen=now,
-                origin=InterestOrigin.EXPANDED_ADJACENT,
-                extractor=f"llm:{llm.model_id}",
-            )
+            _expanded(suggestions[k].name.strip(), suggestions[k].reason.strip(), InterestOrigin.EXPANDED_ADJACENT,
+                      weight=weight, confidence=0.3, extractor=f"llm:{llm.model_id}", now=now)
             for k in keep
         ]
     finally:
@@ -129,14 +138,8 @@ def expand_adjacent(
 
 
 def expand_collaborative(
-    profile: InterestProfile,
-    store: Store,
-    embedder: Embedder,
-    settings: Settings,
-    *,
-    max_new: int = 5,
-    min_users: int = 2,
-    now: datetime | None = None,
+    profile: InterestProfile, store: Store, embedder: Embedder, settings: Settings, *,
+    max_new: int = 5, min_users: int = 2, now: datetime | None = None,
 ) -> list[SubInterest]:
     """Interests frequent among users with overlapping interests that this user lacks.
 
@@ -206,18 +209,9 @@ def expand_collaborative(
     out = []
     for score, n_users, name in scored[:max_new]:
         out.append(
-            SubInterest(
-                name=name[:120],
-                description=f"shared by {n_users} users with interests like yours",
-                polarity=Polarity.LIKE,
-                weight=base * score / top,
-                confidence=min(0.8, 0.2 + 0.1 * n_users),
-                evidence=[],
-                first_seen=now,
-                last_seen=now,
-                origin=InterestOrigin.EXPANDED_COLLABORATIVE,
-                extractor="collaborative",
-            )
+            _expanded(name[:120], f"shared by {n_users} users with interests like yours",
+                      InterestOrigin.EXPANDED_COLLABORATIVE, weight=base * score / top,
+                      confidence=min(0.8, 0.2 + 0.1 * n_users), extractor="collaborative", now=now)
         )
     return out
 
@@ -232,13 +226,8 @@ def _genres(metadata: dict[str, Any]) -> list[str]:
 
 
 def expand_knowledge(
-    profile: InterestProfile,
-    store: Store,
-    settings: Settings,
-    *,
-    max_new: int = 2,
-    top_items: int = 10,
-    now: datetime | None = None,
+    profile: InterestProfile, store: Store, settings: Settings, *,
+    max_new: int = 2, top_items: int = 10, now: datetime | None = None,
 ) -> list[SubInterest]:
     """Pseudo-interests named after the genres and titles of items co-consumed with the user's items."""
     now = now or datetime.now(UTC)
@@ -271,17 +260,8 @@ def expand_knowledge(
         if name.lower() in existing:
             continue
         out.append(
-            SubInterest(
-                name=name,
-                description="items often consumed together with ones you consumed or named",
-                polarity=Polarity.LIKE,
-                weight=base,
-                confidence=0.4,
-                evidence=[],
-                first_seen=now,
-                last_seen=now,
-                origin=InterestOrigin.EXPANDED_KNOWLEDGE,
-                extractor="cooccurrence",
-            )
+            _expanded(name, "items often consumed together with ones you consumed or named",
+                      InterestOrigin.EXPANDED_KNOWLEDGE, weight=base, confidence=0.4, extractor="cooccurrence",
+                      now=now)
         )
     return out

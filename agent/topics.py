@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 import numpy as np
 from pydantic import BaseModel, Field
 
-from interestlens.agent.compose import llm_generate
+from interestlens.agent.clustering import cluster_labels, label_groups
 from interestlens.agent.config import Settings
 from interestlens.agent.errors import LLMError
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
+from interestlens.agent.llm.call import structured_call
 from interestlens.agent.models import Polarity, StageStats, Topic, content_hash
 from interestlens.agent.profile import effective_weight
 from interestlens.agent.prompting import render
@@ -28,16 +29,6 @@ MAX_NAMES = 20
 
 class _TopicName(BaseModel):
     name: str = Field(min_length=2, max_length=40)
-
-
-def _cluster(embs: np.ndarray, distance: float) -> np.ndarray:
-    if len(embs) == 1:
-        return np.zeros(1, dtype=int)
-    from sklearn.cluster import AgglomerativeClustering
-
-    return AgglomerativeClustering(
-        n_clusters=None, distance_threshold=distance, metric="cosine", linkage="average"
-    ).fit_predict(embs)
 
 
 def build_topics(
@@ -62,16 +53,13 @@ def build_topics(
         bad = np.flatnonzero(norms == 0)
         embs[bad] = embedder.embed([rows[b][1].name for b in bad])
     embs /= np.linalg.norm(embs, axis=1, keepdims=True)
-    labels = _cluster(embs, distance)
+    labels = cluster_labels(embs, distance)
     weights = np.array([effective_weight(i, now, settings.half_life_days) for _, i, _ in rows])
     user_total: dict[str, float] = {}
     for (u, _, _), w in zip(rows, weights, strict=True):
         user_total[u] = user_total.get(u, 0.0) + float(w)
 
-    clusters: dict[int, list[int]] = {}
-    for n, lab in enumerate(labels):
-        clusters.setdefault(int(lab), []).append(n)
-    ordered = sorted(clusters.values(), key=lambda m: (-len(m), rows[m[0]][1].name))
+    ordered = sorted(label_groups(labels), key=lambda m: (-len(m), rows[m[0]][1].name))
     topics: list[Topic] = []
     for rank, members in enumerate(ordered):
         vecs = embs[members]
@@ -104,7 +92,7 @@ def build_topics(
 def _llm_name(llm: StructuredLLM, names: list[str], stats: StageStats) -> str | None:
     try:
         prompt = render("topic_name", names=names[:12])
-        reply = llm_generate(llm, prompt, _TopicName, stats=stats, max_tokens=40)
+        reply = structured_call(llm, prompt, _TopicName, stats=stats, max_tokens=40)
     except LLMError as e:
         stats.fallbacks += 1
         stats.warnings.append(f"topics: LLM topic name unusable ({str(e)[:80]})")
