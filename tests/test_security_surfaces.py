@@ -46,7 +46,7 @@ from interestlens.stores.ids import validate_item_id
 from interestlens.tools.langchain_tools import make_langchain_tools
 from interestlens.tools.mcp_server import build_mcp_server, check_token
 from interestlens.tools.openai_functions import dispatch_tool_call
-from interestlens.tools.specs import WITHHELD, render_text
+from interestlens.tools.render import WITHHELD, render_text
 
 ALICE = "I love slow-burn science fiction like Interstellar, where space feels huge and lonely."
 BOB = "Korean home cooking is how I unwind: kimchi jjigae every week, japchae next."
@@ -384,7 +384,7 @@ def test_mcp_checks_host_header_on_every_loopback_address(tmp_path):
 
 
 def test_cli_terminal_output_has_no_escape_sequences():
-    from interestlens.tools.cli import safe, safe_block
+    from interestlens.tools.render import safe, safe_block
 
     assert safe("Title\x1b]0;pwned\x07\x1b[2J[bold]x[/bold]\nnext") == "Title ]0;pwned [2J\\[bold]x\\[/bold] next"
     block = safe_block("line one\x1b[31m\n   indented\x00 line")

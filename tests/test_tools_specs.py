@@ -15,7 +15,8 @@ from interestlens.agent.models import (
     StageStats,
     SubInterest,
 )
-from interestlens.tools.specs import TOOLS, TOOLS_BY_NAME, ForgetResult, get_tool, render_text
+from interestlens.tools.render import render_text
+from interestlens.tools.specs import TOOLS, TOOLS_BY_NAME, ForgetResult, get_tool
 
 
 def test_registry_names_and_models():

@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from interestlens.agent.errors import InterestLensError, UnknownIdError
-from interestlens.agent.models import ObserveResult, RecommendationResult
-from interestlens.tools.specs import MAX_CONTEXT_CHARS, TOOLS_BY_NAME, render_text
+from interestlens.tools.render import assistant_reply, make_console, print_observed, print_recommendations, print_text
+from interestlens.tools.specs import TOOLS_BY_NAME
+from interestlens.tools.tool_args import MAX_CONTEXT_CHARS
 
 if TYPE_CHECKING:
     from interestlens.agent.service import InterestAgent
@@ -36,32 +37,6 @@ def wants_recommendations(message: str) -> bool:
     return bool(_ASKS_FOR_ITEMS.search(message))
 
 
-def _print_observed(console: Console, result: ObserveResult) -> None:
-    if result.added:
-        console.print(
-            "noted: "
-            + escape(
-                ", ".join(
-                    f"{'dislikes' if i.polarity.value == 'dislike' else 'likes'} {i.name}"
-                    for i in result.added
-                )
-            )
-        )
-    if result.reinforced:
-        console.print("reinforced: " + escape(", ".join(i.name for i in result.reinforced)))
-
-
-def _print_recommendations(console: Console, result: RecommendationResult) -> None:
-    from interestlens.tools.cli import print_recommendations
-
-    print_recommendations(console, result)
-
-
-def assistant_reply(result: RecommendationResult) -> str:
-    """What the assistant said, as the next turn's context: the suggested titles and ids, best first."""
-    return "\n".join(f"{r.rank}. {r.item.title} [{r.item.id}]" for r in result.recommendations)
-
-
 def _command(agent: InterestAgent, user_id: str, message: str, console: Console) -> bool:
     """Run one /command; False means quit."""
     parts = message.split(maxsplit=2)
@@ -72,7 +47,7 @@ def _command(agent: InterestAgent, user_id: str, message: str, console: Console)
         console.print(HELP)
     elif command == "/profile":
         try:
-            console.print(escape(render_text(TOOLS_BY_NAME["profile"].invoke(agent, {"user_id": user_id}))))
+            print_text(console, TOOLS_BY_NAME["profile"].invoke(agent, {"user_id": user_id}))
         except UnknownIdError:
             console.print("No profile yet: tell me about things you like.")
     elif command == "/forget":
@@ -84,16 +59,16 @@ def _command(agent: InterestAgent, user_id: str, message: str, console: Console)
             return True
         args = {"user_id": user_id, "item_id": parts[1], "feedback": _FEEDBACK[command],
                 "note": parts[2] if len(parts) > 2 else None}
-        console.print(escape(render_text(TOOLS_BY_NAME["feedback"].invoke(agent, args))))
+        print_text(console, TOOLS_BY_NAME["feedback"].invoke(agent, args))
     elif command == "/history":
         try:
             result = TOOLS_BY_NAME["history"].invoke(agent, {"user_id": user_id, "limit": 10})
-            console.print(escape(render_text(result)))
+            print_text(console, result)
         except UnknownIdError:
             console.print("No history yet.")
     elif command == "/undo":
         args = {"user_id": user_id, "operation": "undo"}
-        console.print(escape(render_text(TOOLS_BY_NAME["edit_profile"].invoke(agent, args))))
+        print_text(console, TOOLS_BY_NAME["edit_profile"].invoke(agent, args))
     else:
         console.print(f"unknown command {escape(command)}. {HELP}")
     return True
@@ -108,7 +83,7 @@ def run_chat(
     console: Console | None = None,
 ) -> None:
     stdin = stdin or sys.stdin
-    console = console or Console(highlight=False, soft_wrap=True)
+    console = console or make_console()
     interactive = stdin.isatty()
     TOOLS_BY_NAME["profile"].parse_args({"user_id": user_id})  # a bad user id fails before the loop starts
     console.print(f"interestlens chat as {escape(user_id)}. {HELP}")
@@ -133,12 +108,12 @@ def run_chat(
             turns = [{"role": "assistant", "content": last_reply}] if last_reply else []
             turns.append({"role": "user", "content": message})
             observed = TOOLS_BY_NAME["observe"].invoke(agent, {"user_id": user_id, "messages": turns})
-            _print_observed(console, observed)  # type: ignore[arg-type]
+            print_observed(console, observed)  # type: ignore[arg-type]
             if wants_recommendations(message):
                 result = TOOLS_BY_NAME["recommend"].invoke(
                     agent, {"user_id": user_id, "context": message[:MAX_CONTEXT_CHARS], "k": k}
                 )
-                _print_recommendations(console, result)  # type: ignore[arg-type]
+                print_recommendations(console, result)  # type: ignore[arg-type]
                 last_reply = assistant_reply(result) or last_reply  # type: ignore[arg-type]
         except UnknownIdError:
             console.print("I don't know enough about you yet: tell me about things you like.")

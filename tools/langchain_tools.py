@@ -13,7 +13,8 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ValidationError
 
 from interestlens.agent.errors import InterestLensError
-from interestlens.tools.specs import TOOLS, USER_TOOLS, ToolSpec, format_validation_error, get_tool, render_text
+from interestlens.tools.render import render_text
+from interestlens.tools.specs import TOOLS, USER_TOOLS, ToolSpec, format_validation_error, get_tool
 
 if TYPE_CHECKING:
     from interestlens.agent.service import InterestAgent

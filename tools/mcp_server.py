@@ -43,7 +43,9 @@ from pydantic_core import PydanticUndefined
 from interestlens.agent.errors import InvalidInputError
 from interestlens.agent.prompting import RenderedPrompt, render
 from interestlens.agent.version import __version__
-from interestlens.tools.specs import TOOLS, ProfileArgs, ToolSpec, render_text
+from interestlens.tools.render import render_text
+from interestlens.tools.specs import TOOLS, ToolSpec
+from interestlens.tools.tool_args import ProfileArgs
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send

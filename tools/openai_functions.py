@@ -17,7 +17,8 @@ from pydantic import BaseModel
 
 from interestlens.agent.errors import InterestLensError, InvalidInputError
 from interestlens.agent.llm.schema import openai_strict_schema
-from interestlens.tools.specs import TOOLS, USER_TOOLS, ToolSpec, get_tool, render_text
+from interestlens.tools.render import render_text
+from interestlens.tools.specs import TOOLS, USER_TOOLS, ToolSpec, get_tool
 
 if TYPE_CHECKING:
     from interestlens.agent.service import InterestAgent
