@@ -26,7 +26,7 @@ class Segment:
         return self.source.text[self.start : self.end]
 
 
-def _segments(sources: Sequence[SourceText], max_chars: int) -> list[Segment]:
+def split_segments(sources: Sequence[SourceText], max_chars: int) -> list[Segment]:
     out = []
     for src in sources:
         for s, e in chunk_text(src.text, max_chars):
@@ -34,7 +34,7 @@ def _segments(sources: Sequence[SourceText], max_chars: int) -> list[Segment]:
     return out
 
 
-def _pack(segments: Sequence[Segment], max_chars: int, max_texts: int = 8) -> list[list[Segment]]:
+def pack_segments(segments: Sequence[Segment], max_chars: int, max_texts: int = 8) -> list[list[Segment]]:
     """Group consecutive segments (many short tags, a few chat lines) into chunks of at most max_chars."""
     chunks: list[list[Segment]] = []
     cur: list[Segment] = []

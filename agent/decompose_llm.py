@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from interestlens.agent.chunks import Segment, _pack, _segments, merge_same_name
+from interestlens.agent.chunks import Segment, merge_same_name, pack_segments, split_segments
 from interestlens.agent.config import Settings
 from interestlens.agent.decompose_cluster import ClusterDecomposer
 from interestlens.agent.errors import LLMError, LLMOutputError
@@ -30,7 +30,7 @@ from interestlens.agent.grounding import InterestDraft, ground_interests
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
 from interestlens.agent.llm.call import structured_call
 from interestlens.agent.models import EvidenceSpan, Polarity, SourceText, StageStats, SubInterest, utcnow
-from interestlens.agent.polarity import _checked_polarity
+from interestlens.agent.polarity import checked_polarity
 from interestlens.agent.prompting import FENCE, FENCE_END, RenderedPrompt, render
 from interestlens.agent.protocols import Embedder
 from interestlens.agent.result_cache import ResultCache
@@ -87,7 +87,7 @@ class LLMDecomposer:
         self.extractor = f"llm:{llm.model_id}"
 
     def chunks(self, sources: Sequence[SourceText]) -> list[list[Segment]]:
-        return _pack(_segments(sources, self.settings.chunk_chars), self.settings.chunk_chars)
+        return pack_segments(split_segments(sources, self.settings.chunk_chars), self.settings.chunk_chars)
 
     def _render(self, clauses: Sequence[str]) -> RenderedPrompt:
         return render(PROMPT, clauses=list(clauses), fence_start=FENCE, fence_end=FENCE_END)
@@ -152,7 +152,7 @@ class LLMDecomposer:
                 kept, _ = ground_interests([renamed], sources, self.embedder, 0.0, extractor=self.extractor,
                                            now=now)
             for it in kept:
-                pol = _checked_polarity(it, sources)
+                pol = checked_polarity(it, sources)
                 if pol is not it.polarity:  # the id encodes polarity: recompute it too
                     it.polarity, it.id = pol, SubInterest(name=it.name, polarity=pol).id
             grounded += kept

@@ -20,6 +20,7 @@ from interestlens.agent.attribution import mask_source
 from interestlens.agent.models import EvidenceSpan, Item, Polarity, SourceText, SubInterest, utcnow
 from interestlens.agent.polarity import polarity_of
 from interestlens.agent.protocols import Store
+from interestlens.agent.text import STOP_WORDS
 
 # A named title is one plain statement of taste (weight 1, as `reweight_interest` documents it), held with more
 # confidence than a decomposed clause (LLM 0.7, clusters <= 0.5) and less than feedback (0.95) or a manual entry
@@ -66,25 +67,20 @@ _MENTION_CUES = frozenset(
     especially favorite favourite rewatched hated dislike disliked
     """.split()  # noqa: SIM905 - a word list reads better as text
 )
-# Words so common in chat that a title made only of them needs stronger evidence than the words alone.
-COMMON_WORDS = frozenset(
+# Words so common in chat that a title made only of them needs stronger evidence than the words alone:
+# the shared stop words plus chat filler, genre words and verbs of watching.
+COMMON_WORDS = STOP_WORDS | frozenset(
     """
-    a about above after again against all also am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have
-    having he her here hers herself him himself his how i if in into is it its itself just me more most my
-    myself no nor not now of off on once only or other our ours out over own same she should so some such
-    than that the their theirs them then there these they this those through to too under until up very was
-    we were what when where which while who whom why will with would you your yours yourself yes yeah ok
-    okay hello hi hey thanks thank please sure well really like love liked loved good great best better nice
-    fun funny cool awesome bad new old big little last first next one two three time day night home man men
-    woman women girl girls boy boys friend friends family life world people movie movies film films show
-    shows series watch watched watching see seen saw look looking looked want go going gone get got make
-    made take know think thought say said tell told feel felt need let come came give gave find action
-    comedy comedies drama dramas horror thriller thrillers romance romantic scary sad happy kids classic
-    classics animated animation documentary musical western war crime mystery fantasy family adventure
-    superhero something anything everything nothing maybe never always still again recommend recommendation
-    suggestions suggest kind sort type lot lots much many enjoy enjoyed favorite favourite heat click up it
-    her us go
+    above action adventure after again against all always animated animation awesome bad because before being
+    below best better between big both boy boys came classic classics click come comedies comedy cool crime day
+    documentary doing down drama dramas during each enjoy enjoyed everything family fantasy favorite favourite
+    feel felt few film films find first friend friends fun funny further gave girl girls go going gone had happy
+    has have having he heat hello her hers herself hey hi him himself his home horror itself kids know last let
+    life little looked lot lots made make man many men movie movies musical myself mystery never next nice night
+    nor nothing off ok okay old once only other ours out own people romance romantic sad said same saw say scary
+    see seen series she show shows still such suggestions superhero sure take tell thank thanks their theirs
+    them they think thought three thriller thrillers through time told too two type until up us war watch
+    watched watching well western while woman women world yeah yes yours yourself
     """.split()  # noqa: SIM905 - a word list reads better as text
 )
 
@@ -322,7 +318,7 @@ def link_interests(
     """Titles the user names ("something like Super Troopers") as sub-interests: evidence and retrieval seeds.
 
     `polarity(text, start, end)` judges the clause around a mention: by default the decomposer's clause rule
-    (decompose_cluster.polarity_of), so that a mention and the clause it sits in never disagree.
+    (polarity.polarity_of), so that a mention and the clause it sits in never disagree.
     """
     now = now or utcnow()
     out: list[SubInterest] = []

@@ -2,7 +2,7 @@
 
 Dislike cues ("can't stand", "boring", "not a fan") are matched after removing negated negatives ("not bad",
 "don't mind"), so praise worded negatively stays a like. Used by the cluster path for every clause, by the LLM
-path to overrule a polarity the clause clearly contradicts (`_checked_polarity`), and by linking for the clause
+path to overrule a polarity the clause clearly contradicts (`checked_polarity`), and by linking for the clause
 around a named title (`polarity_of`).
 """
 
@@ -51,7 +51,7 @@ _LIKE_CUE = re.compile(
 _ABOUT_IT = re.compile(r"\b(?:it|that\s+one|this\s+one|it's|it\s+was)\b", re.IGNORECASE)
 
 
-def _checked_polarity(interest: SubInterest, sources: Sequence[SourceText]) -> Polarity:
+def checked_polarity(interest: SubInterest, sources: Sequence[SourceText]) -> Polarity:
     """The LLM's polarity, overruled when the clauses around its evidence clearly say otherwise.
 
     Tiny models flip likes and dislikes; a dislike cue in the evidence's clause ("can't stand") means dislike,
