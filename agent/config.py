@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     half_life_days: float = 90.0
     merge_similarity: float = 0.82  # near-duplicate interests (cosine of name+description)
     reinforce_step: float = 0.5
+    # Observe removes interests whose weight, decayed to the profile's newest evidence, fell under this (never muted
+    # ones). 0.05 = a single mention (weight 0.6) unseen for ~11 months while the user kept talking; 0 keeps all.
+    prune_below: float = 0.05
     # Composition and retrieval
     max_intents: int = 4
     per_intent_k: int = 100

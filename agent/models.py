@@ -321,6 +321,10 @@ class ObserveResult(BaseModel):
     user_id: str
     added: list[SubInterest] = Field(default_factory=list)
     reinforced: list[SubInterest] = Field(default_factory=list)
+    # Stored interests this observe turned to the other polarity ("I used to love horror, now I can't stand it").
+    flipped: list[SubInterest] = Field(default_factory=list)
+    # Stored interests removed because they decayed under settings.profile.prune_below (agent/profile.prune_stale).
+    pruned: list[SubInterest] = Field(default_factory=list)
     linked_item_ids: list[str] = Field(default_factory=list)
     profile_version: int
     stats: StageStats = Field(default_factory=StageStats)

@@ -35,7 +35,7 @@ from interestlens.agent.models import (
     StageStats,
     SubInterest,
 )
-from interestlens.agent.profile import merge_interests
+from interestlens.agent.profile import merge_interests, prune_stale
 from interestlens.agent.protocols import Embedder, Store
 from interestlens.agent.text import decode_user_bytes, validate_text
 
@@ -184,6 +184,7 @@ def observe(
         known_seen = {str(i) for i in seen} - set(profile.history) - set(profile.seen)
         profile.seen.extend(sorted(i.id for i in store.get_items(sorted(known_seen))))
         outcome = merge_interests(profile, linked + referenced + interests, embedder, settings, now=now)
+        pruned = prune_stale(outcome.profile, settings.half_life_days, settings.prune_below)
         store.add_sources(user_id, sources + ref_sources + history_sources)
         store.save_profile(outcome.profile)
         memory.record(
@@ -194,7 +195,9 @@ def observe(
     return ObserveResult(
         user_id=user_id,
         added=outcome.added,
-        reinforced=outcome.reinforced,
+        reinforced=[i for i in outcome.reinforced if i not in pruned],
+        flipped=outcome.flipped,
+        pruned=pruned,
         linked_item_ids=sorted({i for s in linked for i in s.linked_item_ids}),
         profile_version=outcome.profile.version,
         stats=stats,

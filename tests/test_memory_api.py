@@ -270,3 +270,24 @@ def test_memory_cli(tmp_path, embedder):
     assert "Nothing was stored" in run("forget", "--user", "ivy", as_json=False)
     assert run("import", str(out))["interests"] >= 1
     assert run("profile", "--user", "ivy")["user_id"] == "ivy"
+
+
+# ---------------------------------------------------------------------------------------------- dynamics
+def test_observe_prunes_what_faded_and_reports_flips(agent):
+    from datetime import UTC, datetime
+
+    from interestlens.agent.models import SourceText
+
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    first = agent.observe("u", [SourceText(text="I love film noir.", ts=old)])
+    assert first.added and not first.pruned  # years-old text observed today: not stale on arrival
+    noir = first.added[0]
+    # Eighteen months later the user talks about something else: noir, unmentioned since, has faded out.
+    later = agent.observe("u", [SourceText(text="I love alpine hiking.", ts=datetime(2021, 7, 1, tzinfo=UTC))])
+    assert [i.id for i in later.pruned] == [noir.id]
+    assert noir.id not in {i.id for i in agent.profile("u").interests}
+    # A later statement of the other polarity flips the stored interest, and the result says so.
+    flip = agent.observe("u", [SourceText(text="I can't stand alpine hiking.", ts=datetime(2021, 7, 2, tzinfo=UTC))])
+    hiking = next(i for i in agent.profile("u").interests if "hiking" in i.name)
+    assert hiking.polarity is Polarity.DISLIKE
+    assert [i.id for i in flip.flipped] == [hiking.id]

@@ -141,6 +141,10 @@ def _observed_text(result: ObserveResult) -> str:
             lines.extend(_evidence_lines(i.evidence, limit=1))
     if not result.added and not result.reinforced:
         lines.append("No interests found in these texts.")
+    for i in result.flipped:
+        lines.append(f"changed sides: {_interest_line(i)}")
+    for i in result.pruned:
+        lines.append(f"removed (faded since last mentioned): {_interest_line(i)}")
     if result.linked_item_ids:
         lines.append("mentioned catalog items: " + ", ".join(_label(i, 80) for i in result.linked_item_ids[:20]))
     lines.extend(_stats_lines(result.stats))
@@ -343,6 +347,8 @@ def print_observed(out: Console, result: ObserveResult) -> None:
         )
     if result.reinforced:
         out.print("reinforced: " + escape(", ".join(i.name for i in result.reinforced)))
+    if result.pruned:
+        out.print("faded out: " + escape(", ".join(i.name for i in result.pruned)))
 
 
 def print_learned(out: Console, interests: Iterable[SubInterest]) -> None:
