@@ -138,3 +138,61 @@ def test_failing_backend_falls_back(embedder, settings):
     intents = compose_intents(profile, None, llm=llm, embedder=embedder, settings=settings, stats=stats)
     _check_intents(intents, profile, settings)
     assert stats.fallbacks == 1 and stats.warnings
+
+
+# ------------------------------------------------- branch logic, with a scripted model (tests/_scripted_llm.py)
+def _likes_profile() -> InterestProfile:
+    now = datetime.now(UTC)
+    return InterestProfile(user_id="u1", interests=[
+        SubInterest(name="space opera science fiction", weight=2.0, last_seen=now),
+        SubInterest(name="science fiction novels about starships", weight=1.0, last_seen=now),
+        SubInterest(name="jazz piano", weight=1.0, last_seen=now),
+    ])
+
+
+def _compose_scripted(reply: list[str], embedder, settings, context=None):
+    from _scripted_llm import ScriptedLLM
+
+    llm = ScriptedLLM(reply)
+    stats = StageStats()
+    intents = compose_intents(_likes_profile(), context, llm=llm, embedder=embedder, settings=settings, stats=stats)
+    return intents, stats, llm
+
+
+def test_lumped_group_loses_its_stray_which_is_regrouped(embedder, settings):
+    reply = ('{"intents": [{"name": "science fiction", "members": [1, 2, 3], "rationale": "r",'
+             ' "query": "science fiction"}]}')
+    intents, stats, _ = _compose_scripted([reply], embedder, settings)
+    profile = _likes_profile()
+    _check_intents(intents, profile, settings)
+    ids = {i.name: i.id for i in profile.interests}
+    group_of = {iid: n for n, it in enumerate(intents) for iid in it.interest_ids}
+    # Jazz is far from the science-fiction pair (cosine 0.17 to their centroid, under MIN_GROUP_SIMILARITY): the
+    # members that fail the test leave the model's group and are regrouped by clustering; every like stays served.
+    assert set(group_of) == set(ids.values())
+    sci_fi = {group_of[ids["space opera science fiction"]], group_of[ids["science fiction novels about starships"]]}
+    assert group_of[ids["jazz piano"]] not in sci_fi
+    assert len(intents) >= 2
+    assert stats.fallbacks == 0 and stats.llm_calls == 1
+
+
+def test_invented_name_and_drifting_query_are_replaced(embedder, settings):
+    reply = '{"intents": [{"name": "Bob Smith", "members": [1], "rationale": "", "query": "pizza recipes"}]}'
+    intents, _, _ = _compose_scripted([reply], embedder, settings)
+    member = next(i for i in _likes_profile().interests if i.id == intents[0].interest_ids[0])
+    # Neither the name nor the query shares a word with the member: both are rebuilt from the member's name.
+    assert intents[0].name == member.name[:48]
+    assert set(member.name.lower().split()) & set(intents[0].query.lower().split())
+    assert intents[0].rationale == f"Groups: {member.name}"  # an empty rationale gets the template
+
+
+def test_repeated_groups_count_once_and_unusable_replies_fall_back(embedder, settings):
+    same = '{"name": "science fiction", "members": [1], "rationale": "r", "query": "science fiction"}'
+    intents, stats, _ = _compose_scripted([f'{{"intents": [{same}, {same}]}}'], embedder, settings)
+    assert len(intents) == 1 and intents[0].weight == pytest.approx(1.0)
+    # A reply that fails validation twice (one retry with the error fed back) falls back to clustering.
+    intents, stats, llm = _compose_scripted(['{"intents": []}', '{"intents": [{"members": [9]}]}'], embedder,
+                                            settings)
+    _check_intents(intents, _likes_profile(), settings)
+    assert stats.fallbacks == 1 and len(llm.prompts) == 2 and not llm.replies
+    assert "compose: LLM output unusable" in stats.warnings[0]

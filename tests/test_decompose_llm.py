@@ -7,6 +7,7 @@ clause, names are short, "none" clauses never become interests, and bad or dead 
 from __future__ import annotations
 
 import pytest
+from _scripted_llm import ScriptedLLM
 from pydantic import ValidationError
 
 from interestlens.agent.decompose import decompose
@@ -17,7 +18,6 @@ from interestlens.agent.decompose_llm import (
     LLMDecomposer,
     labels_model,
 )
-from interestlens.agent.llm.base import LLMUsage, StructuredResponse, validate_reply
 from interestlens.agent.models import Polarity, SourceText, StageStats
 from interestlens.agent.result_cache import DictCache
 
@@ -26,22 +26,6 @@ CHAT = [
     "I can't stand horror movies, they are just gross.",
     "What would you recommend for tonight?",
 ]
-
-
-class ScriptedLLM:
-    """Writes the scripted raw JSON replies in order (branch logic only)."""
-
-    model_id = "scripted"
-
-    def __init__(self, replies):
-        self.replies = list(replies)
-        self.prompts = []
-
-    def generate(self, prompt, response_model, *, max_tokens=512, temperature=0.0):
-        self.prompts.append(prompt)
-        usage = LLMUsage(prompt_tokens=50, completion_tokens=5)
-        raw = self.replies.pop(0)
-        return StructuredResponse(value=validate_reply(raw, response_model, self.model_id, usage), usage=usage)
 
 
 def _grounded(out, sources):
