@@ -59,9 +59,10 @@ from interestlens.agent.topics import build_topics
 from interestlens.agent.tracing import traced
 from interestlens.stores.catalog_files import read_catalog_file
 from interestlens.stores.catalog_io import read_interactions_jsonl
-from interestlens.stores.chroma_store import ChromaStore, with_metadata_text
+from interestlens.stores.chroma_store import ChromaStore
 from interestlens.stores.history import HistoryStore
 from interestlens.stores.ids import validate_user_id
+from interestlens.stores.items import with_metadata_text
 
 FLOOR_LLMS = ("smollm2",)  # packaged models whose LLM stages are off unless asked for (Settings, "auto")
 _UNSET: Any = object()

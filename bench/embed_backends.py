@@ -46,7 +46,7 @@ def run(n: int = 1000, rounds: int = 2) -> BenchResult:
     import torch
 
     from interestlens.agent.embeddings import MiniLMEmbedder, OnnxMiniLMEmbedder
-    from interestlens.stores.chroma_store import item_embedding_text
+    from interestlens.stores.items import item_embedding_text
 
     texts = [item_embedding_text(it) for it in load_catalog(n, MOVIELENS_CATALOG)]
     random.Random(0).shuffle(texts)  # catalogs arrive in no particular length order

@@ -84,7 +84,8 @@ def measure_ingest(
     workdir: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    from interestlens.stores.chroma_store import ChromaStore, item_embedding_text
+    from interestlens.stores.chroma_store import ChromaStore
+    from interestlens.stores.items import item_embedding_text
 
     items = load_catalog(n, MOVIELENS_CATALOG)
     texts = [item_embedding_text(it) for it in items]

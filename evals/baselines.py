@@ -28,7 +28,7 @@ from interestlens.stores.behaviour import (
     ease_scores,
     fit_ease,
 )
-from interestlens.stores.chroma_store import item_embedding_text
+from interestlens.stores.items import item_embedding_text
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from interestlens.agent.errors import InvalidInputError
 from interestlens.agent.models import Interaction, Item, SourceText
-from interestlens.stores.chroma_store import with_metadata_text
+from interestlens.stores.items import with_metadata_text
 
 SAMPLED_NEGATIVES = 19
 

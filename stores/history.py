@@ -14,8 +14,9 @@ from interestlens.agent.errors import StoreError
 from interestlens.agent.models import HistoryEntry
 from interestlens.stores.ids import validate_user_id
 from interestlens.stores.purge import open_user_data_collection
+from interestlens.stores.side_data import documents_by_seq
+from interestlens.stores.vectors import DUMMY
 
-_DUMMY = [0.0]
 COLLECTION = "history"
 
 
@@ -34,7 +35,7 @@ class HistoryStore:
         try:
             self._col.upsert(
                 ids=[f"{uid}/{entry.id}"],
-                embeddings=[_DUMMY],
+                embeddings=[DUMMY],
                 metadatas=[{"user_id": uid, "seq": time.time_ns(), "operation": entry.operation.value}],
                 documents=[entry.model_dump_json()],
             )
@@ -44,9 +45,7 @@ class HistoryStore:
     def entries(self, user_id: str) -> list[HistoryEntry]:
         """The user's entries, oldest first."""
         uid = validate_user_id(user_id)
-        res = self._col.get(where={"user_id": uid}, include=["documents", "metadatas"])
-        rows = sorted(zip(res["metadatas"] or [], res["documents"] or [], strict=True), key=lambda r: r[0]["seq"])
-        return [HistoryEntry.model_validate_json(d) for _, d in rows]
+        return [HistoryEntry.model_validate_json(d) for d in documents_by_seq(self._col, uid)]
 
     def count(self, user_id: str) -> int:
         uid = validate_user_id(user_id)

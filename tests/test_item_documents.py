@@ -6,7 +6,7 @@ import json
 
 from interestlens.agent.models import Item
 from interestlens.evals.data import load_dataset
-from interestlens.stores.chroma_store import item_embedding_text, with_metadata_text
+from interestlens.stores.items import item_embedding_text, with_metadata_text
 
 
 def test_metadata_fields_are_appended_once_and_only_when_present():

@@ -32,7 +32,8 @@ from interestlens.agent.models import (
     SubInterest,
 )
 from interestlens.agent.profile import interest_text
-from interestlens.stores.chroma_store import ChromaStore, item_embedding_text
+from interestlens.stores.chroma_store import ChromaStore
+from interestlens.stores.items import item_embedding_text
 
 CATALOG = [
     Item(

@@ -1,0 +1,262 @@
+"""The catalog: items in one cosine-space Chroma collection, and how an item becomes a record there.
+
+A record's metadata is the item's Chroma-legal metadata (for `where` filters) + `_il_hash` (content hash, to
+skip unchanged items) + `_il_item` (full Item JSON, so reads round-trip exactly even for metadata Chroma cannot
+hold, e.g. empty lists). Its vector encodes `item_embedding_text`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from interestlens.agent.errors import InvalidInputError, StoreError, UnknownIdError
+from interestlens.agent.models import Item
+from interestlens.agent.protocols import Embedder
+from interestlens.stores.ids import validate_item_id
+from interestlens.stores.vectors import embed_checked
+
+_RESERVED_PREFIXES = ("_il_", "chroma:", "$", "#")
+_INT64 = 2**63
+
+
+def item_embedding_text(item: Item) -> str:
+    """What an item's vector encodes: its text, prefixed by the title unless the text contains it."""
+    if item.title and item.title not in item.text:
+        return f"{item.title}. {item.text}"
+    return item.text
+
+
+def with_metadata_text(item: Item, fields: Sequence[str]) -> Item:
+    """The item with chosen metadata fields appended to its text ("Movielens genres: Comedy, Drama."), so that
+    its document says what the title alone does not (ReDial's item text is a bare title). Fields already
+    spelled out in the text, missing or empty are skipped; the item is returned unchanged when nothing is added.
+    """
+    parts: list[str] = []
+    for name in fields:
+        value = item.metadata.get(name)
+        values = value if isinstance(value, list) else [value]
+        shown = [str(v) for v in values if v is not None and str(v).strip() and not isinstance(v, dict | list)]
+        if not shown:
+            continue
+        label = name.replace("_", " ").capitalize()
+        if f"{label}:" in item.text:
+            continue
+        parts.append(f"{label}: {', '.join(shown)}.")
+    if not parts:
+        return item
+    text = item.text.rstrip()
+    sep = " " if text.endswith((".", "!", "?")) else ". " if text else ""
+    return item.model_copy(update={"text": text + sep + " ".join(parts)})
+
+
+def flatten_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The subset of item metadata Chroma can store and filter on (scalars, non-empty homogeneous lists)."""
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or key.startswith(_RESERVED_PREFIXES):
+            continue
+        if _legal_scalar(value):
+            out[key] = value
+        elif (
+            isinstance(value, list)
+            and value
+            and len({type(v) for v in value}) == 1
+            and all(_legal_scalar(v) for v in value)
+        ):
+            out[key] = list(value)
+    return out
+
+
+def _legal_scalar(v: Any) -> bool:
+    if isinstance(v, bool | str):
+        return True
+    if isinstance(v, int):
+        return -_INT64 <= v < _INT64
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return False
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for it in items:
+        batch.append(it)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _coerce_item(raw: Item | dict, position: int) -> Item:
+    if isinstance(raw, Item):
+        return raw
+    try:
+        return Item.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "item"
+        raise InvalidInputError(f"item #{position}: {where}: {err['msg']}") from e
+
+
+class ItemCollection:
+    """The catalog's reads and writes on its Chroma collection; ChromaStore's item methods forward here.
+
+    `max_batch`: the most records one Chroma call may carry (the client's limit). The embedder is passed per
+    call, as it is the store's (and may be swapped on it)."""
+
+    def __init__(self, collection: Any, max_batch: int) -> None:
+        self.collection = collection
+        self.max_batch = max_batch
+
+    def upsert(self, items: Iterable[Item | dict], embedder: Embedder, batch_size: int, progress: bool) -> int:
+        """Add new items, update changed ones; unchanged ones (same content hash) are not re-embedded.
+
+        Returns how many items were written. Each batch is validated before it is written, so an
+        interrupted or failing ingest leaves complete earlier batches and can simply be re-run.
+        """
+        if batch_size < 1:
+            raise InvalidInputError("batch_size must be at least 1")
+        batch_size = min(batch_size, self.max_batch)
+        total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
+        written = 0
+        position = 0
+        with tqdm(total=total, unit="item", desc="ingest", disable=not progress) as bar:
+            for raw_batch in _batched(items, batch_size):
+                batch: dict[str, Item] = {}
+                for raw in raw_batch:
+                    position += 1
+                    item = _coerce_item(raw, position)
+                    batch[item.id] = item  # last wins within a batch
+                written += self._write(list(batch.values()), embedder)
+                bar.update(len(raw_batch))
+        return written
+
+    def _write(self, items: list[Item], embedder: Embedder) -> int:
+        hashes = {it.id: it.content_hash() for it in items}
+        existing = self.collection.get(ids=list(hashes), include=["metadatas"])
+        known = {
+            i: (m or {}).get("_il_hash") for i, m in zip(existing["ids"], existing["metadatas"] or [], strict=True)
+        }
+        todo = [it for it in items if known.get(it.id) != hashes[it.id]]
+        if not todo:
+            return 0
+        vecs = embed_checked(embedder, [item_embedding_text(it) for it in todo])
+        metadatas = [
+            {**flatten_metadata(it.metadata), "_il_hash": hashes[it.id], "_il_item": it.model_dump_json()}
+            for it in todo
+        ]
+        try:
+            self.collection.upsert(
+                ids=[it.id for it in todo],
+                embeddings=vecs,
+                metadatas=metadatas,  # type: ignore[arg-type]
+                documents=[it.text for it in todo],
+            )
+        except Exception as e:
+            raise StoreError(f"cannot write items: {e}") from e
+        return len(todo)
+
+    def get(self, ids: Sequence[str]) -> list[Item]:
+        """Items in the order asked; unknown ids are skipped."""
+        ids = [i for i in dict.fromkeys(ids) if isinstance(i, str) and i]
+        if not ids:
+            return []
+        found: dict[str, Item] = {}
+        for chunk in _batched(ids, self.max_batch):
+            res = self.collection.get(ids=chunk, include=["metadatas"])
+            for i, m in zip(res["ids"], res["metadatas"] or [], strict=True):
+                found[i] = Item.model_validate_json(m["_il_item"])
+        return [found[i] for i in ids if i in found]
+
+    def get_one(self, item_id: str) -> Item:
+        """The item, or UnknownIdError."""
+        validate_item_id(item_id)
+        items = self.get([item_id])
+        if not items:
+            raise UnknownIdError(f"unknown item id {item_id!r}")
+        return items[0]
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def iter(self, batch_size: int) -> Iterator[Item]:
+        offset = 0
+        while True:
+            res = self.collection.get(limit=batch_size, offset=offset, include=["metadatas"])
+            if not res["ids"]:
+                return
+            for m in res["metadatas"] or []:
+                yield Item.model_validate_json(m["_il_item"])
+            offset += len(res["ids"])
+
+    def ids(self) -> list[str]:
+        return list(self.collection.get(include=[])["ids"])
+
+    def embeddings(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        ids = [i for i in dict.fromkeys(ids) if isinstance(i, str) and i]
+        out: dict[str, np.ndarray] = {}
+        for chunk in _batched(ids, self.max_batch):
+            res = self.collection.get(ids=chunk, include=["embeddings"])
+            for i, e in zip(res["ids"], res["embeddings"] if res["embeddings"] is not None else [], strict=True):
+                out[i] = np.asarray(e, dtype=np.float32)
+        return out
+
+    def query(self, embeddings: np.ndarray, n: int, where: dict | None, dim: int) -> list[list[tuple[str, float]]]:
+        """Nearest items per query row as (item_id, cosine similarity), best first; `where`: Chroma filter.
+        `dim`: the embedder's dimension, which each row must have."""
+        q = np.asarray(embeddings, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != dim:
+            raise InvalidInputError(f"query embeddings must have shape (n, {dim}), got {q.shape}")
+        if q.shape[0] == 0:
+            return []
+        if not np.all(np.isfinite(q)):
+            raise InvalidInputError("query embeddings contain NaN or infinity")
+        count = self.collection.count()
+        if n <= 0 or count == 0:
+            return [[] for _ in range(q.shape[0])]
+        try:
+            res = self.collection.query(
+                query_embeddings=q, n_results=min(n, count), where=where or None, include=["distances"]
+            )
+        except ValueError as e:
+            raise InvalidInputError(f"invalid where filter {where!r}: {e}") from e
+        except Exception as e:
+            if "where" in str(e).lower() or "operator" in str(e).lower():
+                raise InvalidInputError(f"invalid where filter {where!r}: {e}") from e
+            raise StoreError(f"item query failed: {e}") from e
+        return [
+            [(i, 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
+            for ids, dists in zip(res["ids"], res["distances"] or [], strict=True)
+        ]
+
+    def page(self, limit: int, offset: int, where: dict | None) -> tuple[list[Item], int]:
+        """A page of items (insertion order) matching `where` (a validated Chroma filter), and how many match."""
+        try:
+            matching = self.collection.get(where=where or None, include=[])["ids"]
+            total = len(matching)
+            page = matching[offset : offset + limit]
+        except ValueError as e:
+            raise InvalidInputError(f"invalid where filter {where!r}: {e}") from e
+        return self.get(page), total
+
+    def delete(self, ids: Sequence[str]) -> list[str]:
+        """Remove these items; returns the ids that existed (and are now gone)."""
+        ids = [validate_item_id(i) for i in dict.fromkeys(ids)]
+        existing = [
+            i for chunk in _batched(ids, self.max_batch) for i in self.collection.get(ids=chunk, include=[])["ids"]
+        ]
+        try:
+            for chunk in _batched(existing, self.max_batch):
+                self.collection.delete(ids=chunk)
+        except Exception as e:
+            raise StoreError(f"cannot delete items: {e}") from e
+        return existing
