@@ -67,8 +67,6 @@ _log = logging.getLogger(__name__)
 HTTP_CONNECT_TIMEOUT_S = 5.0
 HTTP_TIMEOUT_S = 60.0
 
-COLLECTIONS = ("items", "interests", "profiles", "sources", "llm_cache", "last_results", "leases")
-USER_COLLECTIONS = ("interests", "profiles", "sources", "llm_cache", "last_results", "leases")
 # Collections read by id or metadata only: a placeholder vector each, all index repair has to write back.
 _ID_ONLY_COLLECTIONS = ("profiles", "sources", "llm_cache", "last_results", "leases", HISTORY_COLLECTION)
 
