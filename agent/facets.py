@@ -8,14 +8,17 @@ for tonight" when the catalog has a type facet). Words map to facet values by a 
 of the interest name to the facet value's label ("science fiction epics" -> Sci-Fi, "heist thrillers" -> Thriller).
 
 Facet keys are "family:value", lower case: "genre:horror", "decade:1990s", "creator:ridley scott", "type:movie".
+`RequestFacets` is one request's query bound to the catalog's index, as retrieval uses it: facet-matching
+candidates, soft scores and the hard filter.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -310,3 +313,29 @@ def passes_hard(query: FacetQuery, item_id: str, index: FacetIndex) -> bool:
     for key in query.require:
         families.setdefault(key.split(":", 1)[0], set()).add(key)
     return all(fs & keys for keys in families.values())
+
+
+class RequestFacets:
+    """A request's facet query over one catalog's facet index: candidates, soft scores and the hard filter."""
+
+    def __init__(self, query: FacetQuery, index: FacetIndex) -> None:
+        self.query = query
+        self.index = index
+
+    def __bool__(self) -> bool:
+        return bool(self.query.soft or self.query.exclude or self.query.require)
+
+    def candidates(self, n: int, popularity: Mapping[str, float]) -> list[str]:
+        """Items carrying the request's soft facets, best share first, then the most popular."""
+        ids = {i for key in self.query.soft for i in self.index.by_facet.get(key, ())}
+        if not ids:
+            return []
+        share = facet_scores(self.query, list(ids), self.index)
+        ranked = heapq.nlargest(4 * n, ids, key=lambda i: (share[i], popularity.get(i, 0.0), i))
+        return [i for i in ranked if passes_hard(self.query, i, self.index)][:n]
+
+    def scores(self, ids: Sequence[str]) -> dict[str, float]:
+        return facet_scores(self.query, ids, self.index) if self.query.soft else {}
+
+    def passes_hard(self, item_id: str) -> bool:
+        return passes_hard(self.query, item_id, self.index)

@@ -1,4 +1,5 @@
-"""`where` filters on item metadata (Chroma's syntax), parsed and validated before any query runs.
+"""`where` filters on item metadata (Chroma's syntax): parsed and validated before any query runs, and evaluated
+in Python (`matches_where`) for items that did not come from a filtered query.
 
 Accepted from Python as a dict and from tools and the CLI as a JSON string (a strict tool schema cannot
 describe an open-ended object), e.g. `{"domain": "film"}` or `{"$and": [{"year": {"$gte": 1990}},
@@ -8,6 +9,7 @@ describe an open-ended object), e.g. `{"domain": "film"}` or `{"$and": [{"year":
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from interestlens.agent.errors import InvalidInputError
@@ -89,3 +91,55 @@ def parse_where(where: str | dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     _check(where, "", 0)
     return _to_chroma(where)
+
+
+def matches_where(metadata: Mapping[str, Any], where: Mapping[str, Any] | None) -> bool:
+    """Evaluate a Chroma-style metadata filter in Python (for items that did not come from a filtered query).
+
+    Supports {field: value}, $eq $ne $gt $gte $lt $lte $in $nin $contains $not_contains, $and, $or.
+    A list-valued field matches $eq/$in when any element does.
+    """
+    if not where:
+        return True
+    try:
+        for key, cond in where.items():
+            if key == "$and":
+                if not all(matches_where(metadata, c) for c in cond):
+                    return False
+            elif key == "$or":
+                if not any(matches_where(metadata, c) for c in cond):
+                    return False
+            elif key.startswith("$"):
+                raise InvalidInputError(f"unsupported where operator {key!r}")
+            elif not _match_field(metadata.get(key), cond if isinstance(cond, dict) else {"$eq": cond}):
+                return False
+    except (TypeError, AttributeError, RecursionError) as e:
+        # A malformed filter ({"$gt": "x"} on numbers, {"$and": 3}, a non-string key) is the caller's mistake.
+        raise InvalidInputError(f"invalid where filter {where!r:.200}: {type(e).__name__}: {e}") from e
+    return True
+
+
+def _match_field(value: Any, cond: Mapping[str, Any]) -> bool:
+    values = value if isinstance(value, list) else [value]
+    for op, arg in cond.items():
+        if op == "$eq":
+            ok = arg in values
+        elif op == "$ne":
+            ok = arg not in values
+        elif op == "$in":
+            ok = any(v in arg for v in values)
+        elif op == "$nin":
+            ok = not any(v in arg for v in values)
+        elif op == "$contains":
+            ok = arg in values or (isinstance(value, str) and isinstance(arg, str) and arg in value)
+        elif op == "$not_contains":
+            ok = not (arg in values or (isinstance(value, str) and isinstance(arg, str) and arg in value))
+        elif op in ("$gt", "$gte", "$lt", "$lte"):
+            if value is None or isinstance(value, list | str | bool):
+                return False
+            ok = {"$gt": value > arg, "$gte": value >= arg, "$lt": value < arg, "$lte": value <= arg}[op]
+        else:
+            raise InvalidInputError(f"unsupported where operator {op!r}")
+        if not ok:
+            return False
+    return True

@@ -1,6 +1,6 @@
 """Fusion of the retrieval signals into one score per candidate: a fixed linear blend, or a learned ranker.
 
-A candidate pool (agent/retrieve.py) carries one row of `FEATURES` per item. Two fusions read it:
+A candidate pool (agent/candidate_pool.py) carries one row of `FEATURES` per item. Two fusions read it:
 - `LinearFusion`: a weighted sum of the rank-normalised signals (`<signal>_rank` columns). The default, with
   weights stated in Settings; it needs no training data and keeps what the user said in charge on small catalogs.
 - `LambdaRankFusion`: a LightGBM LambdaRank model over every column (raw values, ranks and query-level
@@ -56,6 +56,15 @@ def rank_normalise_array(values: np.ndarray) -> np.ndarray:
     if mask.any():
         out[mask] = rankdata(values[mask], method="average") / mask.sum()
     return out
+
+
+def rank_normalise(scores: Mapping[str, float]) -> dict[str, float]:
+    """Positive scores -> average rank / n in (0, 1] (best = 1.0); zero or negative scores are dropped."""
+    keys = [i for i, s in scores.items() if s > 0]
+    if not keys:
+        return {}
+    ranks = rank_normalise_array(np.array([scores[i] for i in keys], dtype=np.float64))
+    return {i: float(r) for i, r in zip(keys, ranks, strict=True)}
 
 
 class LinearFusion:

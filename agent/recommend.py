@@ -12,11 +12,13 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from interestlens.agent.candidate_pool import CandidatePool, build_pool
 from interestlens.agent.catalog_ops import MAX_K
 from interestlens.agent.compose import compose_intents
 from interestlens.agent.config import Settings
 from interestlens.agent.errors import InvalidInputError, UnknownIdError
 from interestlens.agent.expand import expand_adjacent, expand_collaborative, expand_knowledge
+from interestlens.agent.facets import RequestFacets
 from interestlens.agent.filters import parse_where
 from interestlens.agent.fusion import Fusion
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
@@ -31,7 +33,7 @@ from interestlens.agent.models import (
 from interestlens.agent.protocols import Embedder, Store
 from interestlens.agent.rerank import justify_without_llm
 from interestlens.agent.rerank import rerank as llm_rerank
-from interestlens.agent.retrieve import CandidatePool, RequestFacets, build_pool, retrieve
+from interestlens.agent.retrieve import retrieve
 from interestlens.agent.text import validate_text
 
 EXPANSIONS = ("adjacent", "collaborative", "knowledge")

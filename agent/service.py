@@ -32,10 +32,11 @@ from interestlens.agent.api_models import (
     ImportResult,
     UserExport,
 )
+from interestlens.agent.candidate_pool import CandidatePool
 from interestlens.agent.config import Settings
 from interestlens.agent.embeddings import make_embedder
 from interestlens.agent.errors import UnknownIdError
-from interestlens.agent.facets import FacetIndex, facet_index_for, request_facets
+from interestlens.agent.facets import FacetIndex, RequestFacets, facet_index_for, request_facets
 from interestlens.agent.fusion import FUSION_FILE, Fusion, LinearFusion, load_fusion
 from interestlens.agent.linking import AssistantTitles, TitleLinker
 from interestlens.agent.llm import make_llm
@@ -54,7 +55,6 @@ from interestlens.agent.models import (
     Topic,
 )
 from interestlens.agent.protocols import Embedder, Store
-from interestlens.agent.retrieve import CandidatePool, RequestFacets
 from interestlens.agent.topics import build_topics
 from interestlens.agent.tracing import traced
 from interestlens.stores.catalog_files import read_catalog_file

@@ -430,7 +430,8 @@ def test_cold_start_and_empty(catalog_store, embedder, settings):
 
 
 def test_matches_where_and_rank_normalise():
-    from interestlens.agent.retrieve import matches_where, rank_normalise
+    from interestlens.agent.filters import matches_where
+    from interestlens.agent.fusion import rank_normalise
 
     md = {"domain": "book", "genres": ["jazz", "history"], "year": 2001}
     assert matches_where(md, {"domain": "book"})
@@ -443,7 +444,7 @@ def test_matches_where_and_rank_normalise():
 
 def test_proportional_select_shares_slots_by_intent_weight():
     """Two intents: items of the louder one have every top relevance, yet the list follows the weights."""
-    from interestlens.agent.retrieve import proportional_select
+    from interestlens.agent.selection import proportional_select
 
     rng = np.random.default_rng(0)
     axes = np.eye(8)

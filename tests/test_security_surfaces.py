@@ -21,6 +21,7 @@ from langchain_core.messages import ToolMessage
 from mcp.server.fastmcp.exceptions import ToolError
 
 from interestlens.agent.errors import InvalidInputError
+from interestlens.agent.filters import matches_where
 from interestlens.agent.models import (
     MAX_ITEM_TITLE_CHARS,
     EvidenceSpan,
@@ -40,7 +41,6 @@ from interestlens.agent.prompting import (
     strip_fence_markers,
     truncate_fenced,
 )
-from interestlens.agent.retrieve import matches_where
 from interestlens.stores.catalog_io import MAX_LINE_BYTES, read_catalog_jsonl, read_interactions_jsonl
 from interestlens.stores.ids import validate_item_id
 from interestlens.tools.langchain_tools import make_langchain_tools
