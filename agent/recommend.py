@@ -21,6 +21,7 @@ from interestlens.agent.expand import expand_adjacent, expand_collaborative, exp
 from interestlens.agent.facets import RequestFacets
 from interestlens.agent.filters import parse_where
 from interestlens.agent.fusion import Fusion
+from interestlens.agent.justify import justify_without_llm
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
 from interestlens.agent.models import (
     Candidate,
@@ -31,7 +32,6 @@ from interestlens.agent.models import (
     SubInterest,
 )
 from interestlens.agent.protocols import Embedder, Store
-from interestlens.agent.rerank import justify_without_llm
 from interestlens.agent.rerank import rerank as llm_rerank
 from interestlens.agent.retrieve import retrieve
 from interestlens.agent.text import validate_text

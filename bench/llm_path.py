@@ -40,7 +40,9 @@ def _scoring_pass_figures(llm: Any, agent: Any, uid: str) -> dict[str, float]:
     """One scoring pass cold (KV cache reset), the same prompt with a shuffled candidate order (prefix reused),
     and the raw prompt-evaluation speed of the model on the same tokens (llama.cpp eval, nothing else)."""
     from interestlens.agent.compose import compose_intents
-    from interestlens.agent.rerank import LABELS, _evidence_catalog, _prompt
+    from interestlens.agent.label_scoring import LABELS
+    from interestlens.agent.label_scoring import candidates_prompt as _prompt
+    from interestlens.agent.label_scoring import evidence_catalog as _evidence_catalog
     from interestlens.agent.retrieve import retrieve
 
     stats_cls = type(agent.recommend(uid, k=1, rerank=False).stats)

@@ -7,8 +7,9 @@ import socket
 import pytest
 from test_retrieve import CATALOG, SOURCE, make_intents, make_profile
 
+from interestlens.agent.justify import justify_without_llm, quotes_grounded
 from interestlens.agent.models import Candidate, Item, StageStats
-from interestlens.agent.rerank import justify_without_llm, quotes_grounded, rerank
+from interestlens.agent.rerank import rerank
 
 BY_ID = {i.id: i for i in CATALOG}
 

@@ -21,21 +21,16 @@ from test_rerank import _candidates, _check
 from test_retrieve import make_intents, make_profile
 
 from interestlens.agent.errors import LLMError, LLMOutputError, LogprobsUnavailable
+from interestlens.agent.label_scoring import LABELS, llm_rank_scores
+from interestlens.agent.label_scoring import candidates_prompt as _prompt
+from interestlens.agent.label_scoring import evidence_catalog as _evidence_catalog
 from interestlens.agent.llm import OpenAICompatibleLLM
 from interestlens.agent.llm.base import LabelScorer, LLMUsage, StructuredLLM, StructuredResponse
 from interestlens.agent.llm.call import structured_call
 from interestlens.agent.llm.openai_scoring import label_scores_from_top
 from interestlens.agent.models import Candidate, Item, StageStats
 from interestlens.agent.prompting import FENCE, FENCE_END, RenderedPrompt, fence_data
-from interestlens.agent.rerank import (
-    LABELS,
-    _evidence_catalog,
-    _prompt,
-    llm_rank_scores,
-    llm_weight,
-    rank_normalise_scores,
-    rerank,
-)
+from interestlens.agent.rerank import llm_weight, rank_normalise_scores, rerank
 
 IDS = ["sf2", "jz1", "sf3", "jz3", "ck1"]
 PROMPT = RenderedPrompt(
