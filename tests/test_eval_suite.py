@@ -12,15 +12,10 @@ import pytest
 
 from interestlens.agent.config import Settings
 from interestlens.agent.errors import InvalidInputError
-from interestlens.evals.suite import (
-    StageRunner,
-    SuiteCase,
-    call_stage,
-    check_case,
-    load_suite,
-    packaged_suites,
-    run_suite,
-)
+from interestlens.evals.stage_runner import StageRunner
+from interestlens.evals.suite import call_stage, run_suite
+from interestlens.evals.suite_cases import SuiteCase, load_suite, packaged_suites
+from interestlens.evals.suite_checks import check_case
 
 
 @pytest.fixture(scope="module")
