@@ -35,10 +35,10 @@ def run(cases: int = 12, data: Path = DEFAULT_DATA, cache: Path = DEFAULT_CACHE)
     from interestlens.agent.embeddings import make_embedder
     from interestlens.evals.baselines import CatalogEmbeddings, item_text
     from interestlens.evals.data import load_dataset
-    from interestlens.evals.harness import AgentEnvironment
+    from interestlens.evals.leave_user_out import AgentEnvironment
 
     settings = Settings(llm="none")
-    ds = load_dataset(data, "dev", text_fields=settings.item_text_fields)
+    ds = load_dataset(data, "dev", text_fields=settings.catalog.item_text_fields)
     embedder = make_embedder("minilm")
     catalog = CatalogEmbeddings(ds, embedder, cache)  # cached like the evaluation's: ingest does not re-embed
     embedder.prime([item_text(ds, i) for i in catalog.ids], catalog.matrix)

@@ -1,32 +1,44 @@
 """Fitting the fusion on real cases without ever scoring a user with a model that saw them.
 
-- `user_loop`: the one leave-user-out loop (evaluation and fitting share it): a user's own behaviour rows are
-  removed from the store while that user's cases run, and restored afterwards.
-- `collect_pools`: each case observed as a fresh user, its candidate pool built exactly as `recommend` builds it
+- `collect_pools`: inside the leave-user-out loop that evaluation shares (evals/leave_user_out.py), each case
+  observed as a fresh user, its candidate pool built exactly as `recommend` builds it
   (InterestAgent.candidate_pool), labelled with the case's held-out positives.
 - `cross_validated_fusions`: K folds over users; the model for a user is fit on the other folds only.
 - `fit_fusion`: one model on every user of a split (what `interestlens tune` stores for a deployment).
+- `fusion_per_user`: the fusion the evaluation scores each user with (cross-validated, fit on other splits, a
+  file, or the linear weights).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from interestlens.agent.config import Settings
+from interestlens.agent.embeddings import make_embedder
 from interestlens.agent.errors import InvalidInputError
-from interestlens.agent.fusion import FEATURE_INDEX, FUSION_FILE, SIGNALS, LambdaRankFusion, fit_lambdarank
+from interestlens.agent.fusion import (
+    FEATURE_INDEX,
+    FUSION_FILE,
+    SIGNALS,
+    Fusion,
+    LambdaRankFusion,
+    fit_lambdarank,
+    load_fusion,
+)
 from interestlens.evals import metrics as M
-from interestlens.evals.data import EvalCase, EvalDataset, eval_user_id, load_dataset
+from interestlens.evals.data import EvalCase, EvalDataset, load_dataset
+from interestlens.evals.eval_results import git_commit
+from interestlens.evals.leave_user_out import AgentEnvironment, default_cache_dir, fresh_user, user_loop
+from interestlens.evals.protocols import build_queries
 
-if TYPE_CHECKING:
-    from interestlens.evals.harness import AgentEnvironment
+log = logging.getLogger(__name__)
 
 DEFAULT_FOLDS = 5  # K of the K-fold cross-validation over users
 
@@ -39,33 +51,6 @@ class LabelledPool:
     features: np.ndarray
     labels: np.ndarray  # 1 where the item is a held-out positive of the query
     relevant: list[str]
-
-
-def group_by_user(cases: Sequence[EvalCase]) -> dict[str, list[EvalCase]]:
-    by_user: dict[str, list[EvalCase]] = {}
-    for c in cases:
-        by_user.setdefault(c.user_id, []).append(c)
-    return by_user
-
-
-@contextmanager
-def held_out(env: AgentEnvironment | None, case: EvalCase) -> Iterator[None]:
-    """Leave-user-out: this user's own behaviour is absent from the store inside the block."""
-    rows = env.hold_out_user(case) if env is not None else []
-    try:
-        yield
-    finally:
-        if env is not None:
-            env.restore_user(rows)
-
-
-def user_loop(
-    env: AgentEnvironment | None, cases: Sequence[EvalCase]
-) -> Iterator[tuple[str, list[EvalCase]]]:
-    """(user id, that user's cases in file order), with the user's behaviour held out during each step."""
-    for user, user_cases in group_by_user(cases).items():
-        with held_out(env, user_cases[0]):
-            yield user, user_cases
 
 
 def fold_of_users(users: Sequence[str], k: int, seed: int) -> dict[str, int]:
@@ -81,7 +66,6 @@ def collect_pools(
     env: AgentEnvironment,
     ds: EvalDataset,
     cases: Sequence[EvalCase],
-    build_queries: Any,
     protocol: str,
     seed: int,
     progress: bool = True,
@@ -95,18 +79,11 @@ def collect_pools(
     try:
         for user, user_cases in user_loop(env, cases):
             for case in user_cases:
-                uid = eval_user_id(case)
-                agent.forget(uid, purge=False)
-                try:
-                    if case.texts or case.history:
-                        seen = sorted(ds.consumed(case) - set(case.history))
-                        agent.observe(uid, list(case.texts), history=list(case.history), seen=seen)
+                with fresh_user(agent, ds, case) as (uid, _):
                     for q in build_queries(ds, case, protocol, seed):
                         pool = agent.candidate_pool(uid, context=case.context, candidate_ids=q.candidate_ids)
                         labels = np.isin(np.array(pool.ids, dtype=object), list(q.relevant)).astype(np.int8)
                         out.append(LabelledPool(user, q.key, pool.ids, pool.features, labels, list(q.relevant)))
-                finally:
-                    agent.forget(uid, purge=False)
                 bar.update(1)
     finally:
         bar.close()
@@ -192,9 +169,6 @@ def tune(
 
     Refuses a split named "test". `out_path` defaults to `<store>/fusion.json`, which InterestAgent then loads.
     """
-    from interestlens.agent.embeddings import make_embedder
-    from interestlens.evals.harness import AgentEnvironment, build_queries, default_cache_dir, git_commit
-
     if split == "test":
         raise InvalidInputError("the fusion is fit on dev data only, never on a split named test")
     settings = settings or Settings()
@@ -209,7 +183,7 @@ def tune(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     env = AgentEnvironment(ds, settings, cache, embedder, progress)
     try:
-        pools = collect_pools(env, ds, ds.cases, build_queries, protocol, seed, progress)
+        pools = collect_pools(env, ds, ds.cases, protocol, seed, progress)
     finally:
         env.close()
     by_user, _ = cross_validated_fusions(pools, folds, seed)
@@ -219,3 +193,45 @@ def tune(
     report = {"out": str(out_path), "n_cases": len(ds.cases), "n_users": len({c.user_id for c in ds.cases}),
               "cross_validated_offline_ndcg@10": table, **model.describe()}
     return report
+
+
+def fusion_per_user(
+    env: AgentEnvironment, ds: EvalDataset, data_dir: str | Path, split: str, protocol: str, seed: int,
+    mode: str, folds: int, progress: bool,
+) -> tuple[dict[str, Fusion], dict[str, Any]]:
+    """The fusion each user is scored with, and what results.json records about it."""
+    users = sorted({c.user_id for c in ds.cases})
+    if mode == "linear":
+        return {}, {"mode": "linear", "weights": env.settings.fusion_weights}
+    if mode != "cv":
+        model = load_fusion(mode)
+        return dict.fromkeys(users, model), {"mode": "file", "path": mode, **model.describe()}
+    if split == "test":
+        others = [p.name[len("cases."):-len(".jsonl")] for p in sorted(Path(data_dir).glob("cases.*.jsonl"))]
+        others = [o for o in others if o != "test"]
+        if not others:
+            log.warning("split 'test' is never fit on and the folder has no other split: linear fusion")
+            return {}, {"mode": "linear (no other split to fit on)", "weights": env.settings.fusion_weights}
+        train_cases = [c for o in others for c in load_dataset(data_dir, o).cases]  # cases only: same catalog
+        pools = collect_pools(env, ds, train_cases, protocol, seed, progress)
+        try:
+            model = fit_fusion(pools, seed, fit_on=others)
+        except InvalidInputError as e:
+            log.warning("fusion not fit on %s (%s): linear fusion", others, e)
+            return {}, {"mode": f"linear (not fit: {e})", "weights": env.settings.fusion_weights}
+        return dict.fromkeys(users, model), {"mode": f"fit on split(s) {', '.join(others)}", **model.describe()}
+    pools = collect_pools(env, ds, ds.cases, protocol, seed, progress)
+    try:
+        by_user, fold_of = cross_validated_fusions(pools, folds, seed)
+    except InvalidInputError as e:  # a handful of cases (a --limit run) cannot train a ranker
+        log.warning("cross-validated fusion not fit (%s): linear fusion", e)
+        return {}, {"mode": f"linear (cross-validation not possible: {e})", "weights": env.settings.fusion_weights}
+    info = {
+        "mode": f"{len(set(fold_of.values()))}-fold cross-validation over users (fit on the other folds)",
+        "fold_of_user": fold_of,
+        "ablation_offline_ndcg@10": ablation_table(pools, by_user, folds, seed),
+        "ablation_note": "fusion only, on the collected pools (no dislike filter, no MMR); the system rows "
+        "are the full pipeline",
+        **next(iter(by_user.values())).describe(),
+    }
+    return by_user, info

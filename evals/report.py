@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from interestlens.evals.harness import EvalResults
+    from interestlens.evals.eval_results import EvalResults
 
 TABLE_METRICS = ("ndcg@10", "recall@10", "hit@10", "mrr", "coverage@10", "diversity@10", "novelty@10")
 OPS_COLUMNS = (

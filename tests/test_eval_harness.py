@@ -14,7 +14,8 @@ import pytest
 from interestlens.agent.config import Settings
 from interestlens.agent.errors import InvalidInputError
 from interestlens.evals.data import load_dataset
-from interestlens.evals.harness import build_queries, run_recommend_eval
+from interestlens.evals.harness import run_recommend_eval
+from interestlens.evals.protocols import build_queries
 
 REQUIRED_SYSTEM_KEYS = {
     "ndcg@10",
