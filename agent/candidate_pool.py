@@ -27,13 +27,8 @@ from interestlens.agent.protocols import Embedder, Store
 MAX_MENTION_SEEDS = 8  # named titles first, then the most recent consumed items
 MENTION_K = 20  # neighbours per seed item
 COOC_N = 200
-MIN_INTENT_SIMILARITY = 0.3  # cosine to an intent's query for the item to be credited to that intent
 COLD_START_N = 200  # popular items considered when there is neither an intent nor a seed
-# Popular items added to every candidate pool: 300, because on ReDial dev half of the positives were outside a
-# pool with 100 (pool recall 0.47), and the fused ranker can only promote what is in the pool.
-POPULAR_POOL_N = 300
 INTENT_TOP_N = 5  # per intent, its best text matches always reach the final selection (intent slots)
-FACET_POOL_N = 100  # items matching the request's facets (most popular first) added to the pool
 
 
 def _intent_weights(intents: Sequence[Intent]) -> list[float]:
@@ -43,8 +38,8 @@ def _intent_weights(intents: Sequence[Intent]) -> list[float]:
     return [i.weight / total for i in intents]
 
 
-def _rrf(ranked_lists: Sequence[Sequence[tuple[str, float]]], intents: Sequence[Intent], rrf_k: int
-         ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, float]]:
+def _rrf(ranked_lists: Sequence[Sequence[tuple[str, float]]], intents: Sequence[Intent], rrf_k: int,
+         min_intent_similarity: float) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, float]]:
     """Weighted RRF scores, per item the intents it answers (rank-based score under each), and per item the
     best cosine to any intent query.
 
@@ -58,7 +53,7 @@ def _rrf(ranked_lists: Sequence[Sequence[tuple[str, float]]], intents: Sequence[
         for rank, (item_id, sim) in enumerate(hits, start=1):
             score[item_id] = score.get(item_id, 0.0) + w / (rrf_k + rank)
             best_sim[item_id] = max(best_sim.get(item_id, -1.0), sim)
-            if sim >= MIN_INTENT_SIMILARITY:
+            if sim >= min_intent_similarity:
                 # Unweighted, so an item is credited to the intent under which it ranks best.
                 by_intent.setdefault(item_id, {})[intent.id] = 1.0 / (rrf_k + rank) + 1e-6 * w
     return score, by_intent, best_sim
@@ -122,6 +117,7 @@ def build_pool(
     `facets`: the request's catalog facets (soft scores, facet-matching candidates), or None.
     """
     intents = list(intents)
+    cfg = settings.retrieve
     seeds = profile_seeds(profile)
     excluded = seeds.excluded
     pop = popularity if popularity is not None else store.popularity_scores()
@@ -143,9 +139,9 @@ def build_pool(
         if qv is not None and ids:
             sims = np.stack([embs[c] for c in ids]) @ qv.T  # (candidates, intents)
             for j in range(len(intents)):
-                order = np.argsort(-sims[:, j], kind="stable")[: settings.per_intent_k]
+                order = np.argsort(-sims[:, j], kind="stable")[: settings.retrieve.per_intent_k]
                 ranked_lists[j] = [(ids[o], float(sims[o, j])) for o in order]
-        text, by_intent, best_sim = _rrf(ranked_lists, intents, settings.rrf_k)
+        text, by_intent, best_sim = _rrf(ranked_lists, intents, cfg.rrf_k, cfg.min_intent_similarity)
         mention: dict[str, float] = {}
         if seed_matrix is not None and ids:
             m = (np.stack([embs[c] for c in ids]) @ seed_matrix.T).max(axis=1)
@@ -155,10 +151,10 @@ def build_pool(
     else:
         # One ANN call for intent queries and seed items together: each call has a fixed cost.
         rows = [m for m in (qv, seed_matrix) if m is not None]
-        hits = store.query_items(np.vstack(rows), n=settings.per_intent_k, where=where) if rows else []
+        hits = store.query_items(np.vstack(rows), n=settings.retrieve.per_intent_k, where=where) if rows else []
         n_intents = len(intents)
         ranked_lists = [[(i, sim) for i, sim in row if i not in excluded] for row in hits[:n_intents]]
-        text, by_intent, best_sim = _rrf(ranked_lists, intents, settings.rrf_k)
+        text, by_intent, best_sim = _rrf(ranked_lists, intents, cfg.rrf_k, cfg.min_intent_similarity)
         mention = {}
         for row in hits[n_intents:]:
             for item_id, sim in row[:MENTION_K]:
@@ -173,10 +169,11 @@ def build_pool(
         in_pool = set(pool)
         extra = [i for i in [*cooc, *ease] if i not in in_pool and i not in excluded]
         if facets is not None:
-            extra += [i for i in facets.candidates(FACET_POOL_N, pop) if i not in in_pool and i not in excluded]
+            matching = facets.candidates(settings.retrieve.facet_pool_n, pop)
+            extra += [i for i in matching if i not in in_pool and i not in excluded]
         # The most popular items always compete: on real data what many people consume is a strong prior
         # that text alone misses (a popularity-only ranking beats text embeddings on ReDial and MovieLens).
-        n_popular = POPULAR_POOL_N if (pool or extra) else COLD_START_N
+        n_popular = settings.retrieve.popular_pool_n if (pool or extra) else COLD_START_N
         seen = in_pool | set(extra) | excluded
         # The n most popular unseen items (the same list as ranking all and skipping the seen, without the sort).
         extra += heapq.nlargest(n_popular, (i for i in pop if i not in seen), key=pop.__getitem__)

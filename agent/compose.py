@@ -30,8 +30,6 @@ from interestlens.agent.text import STOP_WORDS
 MAX_NAME = 48
 MAX_RATIONALE = 160
 MAX_QUERY = 120
-CONTEXT_BOOST = 2.0  # relevance multiplier at cosine 1.0 between an interest and the message
-CLUSTER_DISTANCE = 0.6  # cosine distance under which interests share an intent (average linkage)
 MIN_GROUP_SIMILARITY = 0.3  # cosine to the centroid of its fellow members for an interest to stay in an LLM group
 _LIST_MARKERS = re.compile(r"^\s*(?:\d+[.):]\s*)+|\s+\d+\s*$")  # "4. Space Exploration 5" -> "Space Exploration"
 MAX_PROMPT_INTERESTS = 24  # keeps the numbered list inside a small model's context window
@@ -69,10 +67,10 @@ def _relevance(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(interest embeddings, relevance): effective weight x (1 + boost x cosine to the message)."""
     embs = embedder.embed([interest_text(i) for i in likes])
-    weights = np.array([effective_weight(i, now, settings.half_life_days) for i in likes], dtype=np.float64)
+    weights = np.array([effective_weight(i, now, settings.profile.half_life_days) for i in likes], dtype=np.float64)
     if context:
         sims = embs @ embedder.embed([context])[0]
-        weights = weights * (1.0 + CONTEXT_BOOST * np.clip(sims, 0.0, 1.0))
+        weights = weights * (1.0 + settings.compose.context_boost * np.clip(sims, 0.0, 1.0))
     return embs, weights
 
 
@@ -98,7 +96,7 @@ def _context_only_intent(context: str) -> Intent:
     )
 
 
-def cluster_groups(embs: np.ndarray, max_groups: int, distance: float = CLUSTER_DISTANCE) -> list[list[int]]:
+def cluster_groups(embs: np.ndarray, max_groups: int, distance: float) -> list[list[int]]:
     """Agglomerative (average linkage, cosine) groups of rows under a distance threshold.
 
     The caller keeps the `max_groups` most relevant groups: forcing fewer clusters instead chains unrelated
@@ -118,11 +116,11 @@ def compose_without_llm(
 ) -> list[Intent]:
     now = now or datetime.now(UTC)
     embs, rel = _relevance(likes, context, embedder, settings, now)
-    groups = cluster_groups(embs, settings.max_intents)
+    groups = cluster_groups(embs, settings.compose.max_intents, settings.compose.cluster_distance)
     # Members strongest first, so the name and the clipped query keep what matters most now.
     groups = [sorted(g, key=lambda i: -rel[i]) for g in groups]
     groups.sort(key=lambda g: -float(rel[g].sum()))
-    groups = groups[: settings.max_intents]
+    groups = groups[: settings.compose.max_intents]
     weights = _intent_weights(groups, rel)
     keywords = context_keywords(context)
     intents = []
@@ -171,10 +169,10 @@ def compose_with_llm(
         "compose",
         interests=[{"n": n, "name": i.name, "description": i.description} for n, i in enumerate(shown, 1)],
         context=context,
-        max_intents=settings.max_intents,
+        max_intents=settings.compose.max_intents,
     )
-    reply = structured_call(llm, prompt, _response_model(len(shown), settings.max_intents), stats=stats,
-                            max_tokens=120 + 110 * settings.max_intents)
+    reply = structured_call(llm, prompt, _response_model(len(shown), settings.compose.max_intents), stats=stats,
+                            max_tokens=120 + 110 * settings.compose.max_intents)
     groups: list[list[int]] = []
     drafts = []
     seen_groups: set[tuple[int, ...]] = set()
@@ -226,10 +224,10 @@ def compose_with_llm(
                 weight=w,
             )
         )
-    if strays and len(intents) < settings.max_intents:
+    if strays and len(intents) < settings.compose.max_intents:
         regrouped = compose_without_llm([likes[i] for i in strays], context, embedder=embedder,
                                         settings=settings, now=now)
-        intents += regrouped[: settings.max_intents - len(intents)]
+        intents += regrouped[: settings.compose.max_intents - len(intents)]
         total = sum(i.weight for i in intents) or 1.0
         for intent in intents:  # weights are shares of the request, summing to 1
             intent.weight /= total

@@ -51,7 +51,7 @@ def decompose(
         stats.warnings.append(f"decompose: {n_dropped} passage(s) not the user's own preference were ignored")
     if not sources:
         return []
-    if llm is not None and settings.use_llm_decompose is not False:  # the caller resolved "auto" (service)
+    if llm is not None and settings.llm_stages.decompose is not False:  # the caller resolved "auto" (service)
         dec = LLMDecomposer(llm, embedder, settings, as_cache(cache, user_id))
         out = dec.decompose(sources, stats, user_id=user_id, now=now)
     else:

@@ -49,7 +49,8 @@ class ClusterDecomposer:
         total_chars = sum(len(s.text) for s in sources)
         # Bound the number of interests like the LLM path would: per chunk of input.
         # Several short texts (a week of posts) each state something: at least two interests per text fit.
-        per_chunk = self.settings.max_interests_per_chunk * max(1, -(-total_chars // self.settings.chunk_chars))
+        cfg = self.settings.decompose
+        per_chunk = cfg.max_interests_per_chunk * max(1, -(-total_chars // cfg.chunk_chars))
         limit = min(50, max(per_chunk, 2 * len(segs)))
         out = self.decompose_segments(segs, now=now, max_interests=limit)
         if stats is not None:
@@ -100,7 +101,7 @@ class ClusterDecomposer:
         # Biggest groups first; among equals, a dislike is not crowded out by a run of likes.
         order = sorted(range(len(groups)), key=lambda k: (-len(groups[k][0]), rank[k]))
         groups = [groups[k] for k in order]
-        groups = groups[: max_interests or self.settings.max_interests_per_chunk]
+        groups = groups[: max_interests or self.settings.decompose.max_interests_per_chunk]
 
         # Name every group in one embedding batch: its candidate phrase closest to the centroid.
         cands: list[list[str]] = []

@@ -87,7 +87,8 @@ class LLMDecomposer:
         self.extractor = f"llm:{llm.model_id}"
 
     def chunks(self, sources: Sequence[SourceText]) -> list[list[Segment]]:
-        return pack_segments(split_segments(sources, self.settings.chunk_chars), self.settings.chunk_chars)
+        chunk_chars = self.settings.decompose.chunk_chars
+        return pack_segments(split_segments(sources, chunk_chars), chunk_chars)
 
     def _render(self, clauses: Sequence[str]) -> RenderedPrompt:
         return render(PROMPT, clauses=list(clauses), fence_start=FENCE, fence_end=FENCE_END)
@@ -122,6 +123,7 @@ class LLMDecomposer:
                    ) -> tuple[list[SubInterest], list[EvidenceSpan]]:
         """(grounded interests, spans of the clauses the model labelled "none") for one chunk."""
         clauses = self.fallback._clauses(chunk)
+        min_similarity = self.settings.decompose.grounding_min_similarity
         sources = list({seg.source.id: seg.source for seg in chunk}.values())
         drafts: list[tuple[InterestDraft, Any]] = []
         rejected: list[EvidenceSpan] = []
@@ -143,7 +145,7 @@ class LLMDecomposer:
                 drafts.append((draft, clause))
         grounded: list[SubInterest] = []
         for draft, clause in drafts:
-            kept, dropped = ground_interests([draft], sources, self.embedder, self.settings.grounding_min_similarity,
+            kept, dropped = ground_interests([draft], sources, self.embedder, min_similarity,
                                              extractor=self.extractor, now=now)
             if dropped and clause.phrases and clause.phrases[0] != draft.name:
                 # The topic is far from its clause (an invented name): the clause's own key phrase instead.
@@ -193,7 +195,7 @@ class LLMDecomposer:
                 grounded = self.fallback.decompose_segments(chunk, now=now)
             elif self.complement:
                 grounded = merge_same_name(grounded)
-                room = self.settings.max_interests_per_chunk - len(grounded)
+                room = self.settings.decompose.max_interests_per_chunk - len(grounded)
                 if room > 0:  # clauses the model skipped (neither labelled nor rejected) go to the cluster path
                     covered = [span for it in grounded for span in it.evidence] + rejected
                     grounded += self.fallback.decompose_segments(chunk, now=now, max_interests=room,

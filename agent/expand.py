@@ -48,7 +48,7 @@ def _base_weight(profile: InterestProfile, settings: Settings, now: datetime) ->
     likes = [i for i in profile.likes() if i.origin is InterestOrigin.OBSERVED] or profile.likes()
     if not likes:
         return 1.0
-    return float(np.mean([effective_weight(i, now, settings.half_life_days) for i in likes]))
+    return float(np.mean([effective_weight(i, now, settings.profile.half_life_days) for i in likes]))
 
 
 def _expanded(
@@ -86,11 +86,11 @@ def _novel(
     for n, v in enumerate(vecs):
         if len(existing):
             sim = np.maximum(ex @ v, ex_names @ v)
-            if sim.max() >= settings.merge_similarity:
+            if sim.max() >= settings.profile.merge_similarity:
                 continue
-            if dislike_mask.any() and sim[dislike_mask].max() >= settings.dislike_similarity:
+            if dislike_mask.any() and sim[dislike_mask].max() >= settings.retrieve.dislike_similarity:
                 continue
-        if any(float(vecs[k] @ v) >= settings.merge_similarity for k in kept):
+        if any(float(vecs[k] @ v) >= settings.profile.merge_similarity for k in kept):
             continue
         kept.append(n)
     return kept
@@ -179,16 +179,16 @@ def expand_collaborative(
     pool: list[tuple[str, str, np.ndarray]] = []  # (user, name, embedding)
     for user in neighbours:
         for interest, emb in others[user]:
-            if float((mine_all @ emb).max()) >= settings.merge_similarity:
+            if float((mine_all @ emb).max()) >= settings.profile.merge_similarity:
                 continue  # the user already has it
-            if float((dislikes @ emb).max()) >= settings.dislike_similarity:
+            if float((dislikes @ emb).max()) >= settings.retrieve.dislike_similarity:
                 continue
             pool.append((user, interest.name, emb))
     # Greedy grouping of near-duplicate names across users.
     groups: list[list[int]] = []
     for n, (_, _, emb) in enumerate(pool):
         for g in groups:
-            if float(pool[g[0]][2] @ emb) >= settings.merge_similarity:
+            if float(pool[g[0]][2] @ emb) >= settings.profile.merge_similarity:
                 g.append(n)
                 break
         else:

@@ -1,7 +1,7 @@
 """The LLM's view of the candidates: labelled (A)...(T) in a prompt, scored by label tokens or ranked in text.
 
 Scoring (LlamaRec / FIRST): the candidates are labelled in prompts/rerank_score.j2 and the log-probability of
-each label as the first reply token, from one forward pass, is that candidate's score; `settings.rerank_permutations`
+each label as the first reply token, from one forward pass, is that candidate's score; `settings.reranker.permutations`
 seeded orders are averaged (position bias). Backends without log-probabilities fall back to listwise generation
 (prompts/rerank.j2), Borda-averaged. The same labelled replies carry the justifications of the final top k
 (prompts/justify.j2), which agent.justify checks.
@@ -131,7 +131,7 @@ def llm_rank_scores(
     candidates: Sequence[Candidate], intents: Sequence[Intent], profile: InterestProfile, context: str | None,
     llm: StructuredLLM, settings: Settings, stats: StageStats,
 ) -> dict[str, float]:
-    """item id -> mean label log-share over `settings.rerank_permutations` seeded orders (position bias).
+    """item id -> mean label log-share over `settings.reranker.permutations` seeded orders (position bias).
 
     One forward pass per order (LlamaRec / FIRST): no text is generated. The first `len(LABELS)` distinct
     candidates are scored. Raises LogprobsUnavailable when the backend cannot score (the caller falls back to
@@ -145,7 +145,7 @@ def llm_rank_scores(
     evidence = evidence_catalog(intents, profile)
     rng = random.Random(settings.seed)
     totals = {c.item.id: 0.0 for c in head}
-    passes = max(1, settings.rerank_permutations)
+    passes = max(1, settings.reranker.permutations)
     for p in range(passes):
         presented = list(head) if p == 0 else rng.sample(head, len(head))
         labels = labels_for(len(presented))
@@ -172,7 +172,7 @@ def listwise_scores(
     position = {c.item.id: n for n, c in enumerate(head)}
     orders: list[list[str]] = []
     picks: dict[str, Pick] = {}
-    for p in range(max(1, settings.rerank_permutations)):
+    for p in range(max(1, settings.reranker.permutations)):
         presented = list(head) if p == 0 else rng.sample(list(head), len(head))
         try:
             reply = ask_picks(llm, presented, intents, profile, evidence, context, stats)

@@ -138,7 +138,8 @@ def observe(
     decompose_llm: Callable[[], StructuredLLM | None],
 ) -> ObserveResult:
     """`InterestAgent.observe` after the user id is checked: `linker` and `decompose_llm` load on first use."""
-    chat = from_messages(messages if messages is not None else texts, store, titles, settings.max_text_chars) if (
+    max_chars = settings.decompose.max_text_chars
+    chat = from_messages(messages if messages is not None else texts, store, titles, max_chars) if (
         messages is not None or is_messages(texts)
     ) else None
     if chat is not None:
@@ -148,7 +149,7 @@ def observe(
             return ObserveResult(
                 user_id=user_id, profile_version=profile.version if profile else 0, requests=chat.requests
             )
-    sources = to_sources(texts, settings.max_text_chars) if texts else []
+    sources = to_sources(texts, settings.decompose.max_text_chars) if texts else []
     history = [str(h) for h in history]
     if not sources and not history and not (chat and chat.references):
         raise InvalidInputError("observe needs at least one text or history item")
@@ -184,7 +185,7 @@ def observe(
         known_seen = {str(i) for i in seen} - set(profile.history) - set(profile.seen)
         profile.seen.extend(sorted(i.id for i in store.get_items(sorted(known_seen))))
         outcome = merge_interests(profile, linked + referenced + interests, embedder, settings, now=now)
-        pruned = prune_stale(outcome.profile, settings.half_life_days, settings.prune_below)
+        pruned = prune_stale(outcome.profile, settings.profile.half_life_days, settings.profile.prune_below)
         store.add_sources(user_id, sources + ref_sources + history_sources)
         store.save_profile(outcome.profile)
         memory.record(
@@ -218,7 +219,7 @@ def feedback(
     item = store.get_item(item_id)
     note = (note or "").strip() or None
     if note is not None:
-        note = validate_text(note, settings.max_text_chars)
+        note = validate_text(note, settings.decompose.max_text_chars)
     now = datetime.now(UTC)
     sources: list[SourceText] = []
     interest: SubInterest | None = None

@@ -1,7 +1,7 @@
 """Profile dynamics: merge newly observed sub-interests into a stored profile, and decay weights over time.
 
 Rules (documented because they decide what the user sees):
-- Near-duplicate = cosine(name + description embeddings) >= settings.merge_similarity, or the same id (same
+- Near-duplicate = cosine(name + description embeddings) >= settings.profile.merge_similarity, or the same id (same
   normalised name and polarity).
   * same polarity -> reinforce: weight += reinforce_step * new.weight (capped at MAX_WEIGHT), evidence extended
     without duplicate spans, last_seen advanced, confidence raised. Muted interests stay muted.
@@ -93,7 +93,7 @@ def merge_interests(
             best = int(np.argmax(sims)) if len(sims) else None
             if by_id is not None:
                 match_idx = by_id
-            elif best is not None and float(sims[best]) >= settings.merge_similarity:
+            elif best is not None and float(sims[best]) >= settings.profile.merge_similarity:
                 match_idx = best
         if match_idx is None:
             # A flipped twin ("like horror" vs "dislike horror") has a different id but the same name.
@@ -111,7 +111,7 @@ def merge_interests(
         cur = existing[match_idx]
         seen_at = max(as_utc(cand.last_seen), as_utc(cur.last_seen))
         if cur.polarity is cand.polarity:
-            cur.weight = min(MAX_WEIGHT, cur.weight + settings.reinforce_step * cand.weight)
+            cur.weight = min(MAX_WEIGHT, cur.weight + settings.profile.reinforce_step * cand.weight)
             cur.evidence = _extend_evidence(cur.evidence, cand.evidence, new_first=False)
             cur.confidence = min(1.0, max(cur.confidence, cand.confidence) + 0.1 * (1.0 - cur.confidence))
             cur.last_seen = seen_at

@@ -49,7 +49,7 @@ def check_request(
     if context is not None:
         context = context.strip() or None
         if context is not None:
-            validate_text(context, settings.max_text_chars)
+            validate_text(context, settings.decompose.max_text_chars)
     bad = [e for e in expand if e not in EXPANSIONS]
     if bad:
         raise InvalidInputError(f"unknown expansion {bad[0]!r}: choose from {', '.join(EXPANSIONS)}")
@@ -118,7 +118,7 @@ def recommend(
         working, context, llm=model if use_compose else None, embedder=embedder, settings=settings, stats=stats,
     )
     stats.latency_ms["compose_total"] = sw.ms
-    n_candidates = max(k, settings.rerank_top_n if use_rerank else k)
+    n_candidates = max(k, settings.reranker.top_n if use_rerank else k)
     candidates = retrieve(
         intents, working, store, embedder, settings, k=n_candidates, where=where,
         candidate_ids=list(candidate_ids) if candidate_ids is not None else None,
@@ -127,7 +127,7 @@ def recommend(
     if use_rerank and model is not None and candidates:
         recs = llm_rerank(
             candidates, intents, working, context, llm=model, settings=settings, stats=stats,
-            top_n=settings.rerank_top_n, k=k,
+            top_n=settings.reranker.top_n, k=k,
         )
     else:
         recs = justify_without_llm(candidates, intents, working)

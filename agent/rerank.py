@@ -2,7 +2,7 @@
 
 The LLM scores the candidates (agent.label_scoring: label-token log-probabilities averaged over seeded orders,
 or listwise generation where the backend has no log-probabilities). Its score enters the fusion here: order by
-`candidate.score + weight * rank_normalised(llm score)`, `weight` per model id from `settings.llm_rank_weights`
+`candidate.score + weight * rank_normalised(llm score)`, `weight` per model id from `settings.reranker.llm_rank_weights`
 (default `llm_rank_weight_default`, 0.0 until measured: then no scoring pass runs). `llm_rank_scores` is the
 scorer on its own, for fitting the weight. Justifications are written for the final top k only and checked
 (agent.justify), else the template justification (`justify_without_llm`) stands.
@@ -38,7 +38,7 @@ def llm_weight(llm: StructuredLLM | None, settings: Settings) -> float:
     """The fitted weight of this model's ranking in the fusion (0.0 for a model nobody measured)."""
     if llm is None:
         return 0.0
-    return float(settings.llm_rank_weights.get(llm.model_id, settings.llm_rank_weight_default))
+    return float(settings.reranker.llm_rank_weights.get(llm.model_id, settings.reranker.llm_rank_weight_default))
 
 
 def rerank(
@@ -59,7 +59,7 @@ def rerank(
     sw = Stopwatch()
     try:
         return _rerank(candidates, intents, profile, context, llm=llm, settings=settings, stats=stats,
-                       top_n=top_n or settings.rerank_top_n, k=k)
+                       top_n=top_n or settings.reranker.top_n, k=k)
     finally:
         stats.latency_ms["rerank"] = stats.latency_ms.get("rerank", 0.0) + sw.ms
 

@@ -48,7 +48,7 @@ def rank_pool(
     fused = {i: float(s) for i, s in zip(pool.ids, fused_arr, strict=True)}
     row_of = {i: n for n, i in enumerate(pool.ids)}
     ranked = sorted(pool.ids, key=lambda i: (-fused[i], i))
-    cover = settings.intent_slots and len(pool.intent_ids) >= 2 and pool.intent_vectors is not None
+    cover = settings.retrieve.intent_slots and len(pool.intent_ids) >= 2 and pool.intent_vectors is not None
     if cover:  # each intent's best text matches join the diversification window
         n_head, tops = max(4 * k, 40), set(pool.intent_tops)
         head = set(ranked[:n_head])
@@ -102,7 +102,7 @@ def retrieve(
 ) -> list[Candidate]:
     """Up to k candidates, best first, with per-signal scores (rank-normalised) and contributing intent ids.
 
-    `fusion`: a fitted ranker (agent.fusion); default: the linear blend of `settings.fusion_weights`.
+    `fusion`: a fitted ranker (agent.fusion); default: the linear blend of `settings.fusion.weights`.
     """
     sw = Stopwatch()
     stats = stats if stats is not None else StageStats()
@@ -113,7 +113,7 @@ def retrieve(
         popularity=popularity, facets=facets,
     )
     out = rank_pool(
-        pool, profile, store, embedder, settings, fusion or LinearFusion(settings.fusion_weights),
+        pool, profile, store, embedder, settings, fusion or LinearFusion(settings.fusion.weights),
         k=k, stats=stats, facets=facets,
     )
     stats.latency_ms["retrieve"] = stats.latency_ms.get("retrieve", 0.0) + sw.ms

@@ -1,8 +1,8 @@
 """The final selection from a fused, ranked pool: the dislike filter, then diversification down to k.
 
-Dislikes: anything within `settings.dislike_similarity` (cosine) of an active dislike is dropped. Diversity:
+Dislikes: anything within `settings.retrieve.dislike_similarity` (cosine) of an active dislike is dropped. Diversity:
 MMR (`mmr_lambda`) on item embeddings over the fused top of the pool, or, with 2+ intents and
-`settings.intent_slots`, MMR in slots shared out among the intents by weight (`proportional_select`).
+`settings.retrieve.intent_slots`, MMR in slots shared out among the intents by weight (`proportional_select`).
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ def filter_and_diversify(
         chunk = [i for i in chunk if i in embs]
         if dislike_vecs is not None and chunk:
             close = (np.stack([embs[i] for i in chunk]) @ dislike_vecs.T).max(axis=1)
-            dropped += int((close >= settings.dislike_similarity).sum())
-            chunk = [i for i, c in zip(chunk, close, strict=True) if c < settings.dislike_similarity]
+            dropped += int((close >= settings.retrieve.dislike_similarity).sum())
+            chunk = [i for i, c in zip(chunk, close, strict=True) if c < settings.retrieve.dislike_similarity]
         kept.extend(chunk)
     if dropped:
         stats.warnings.append(f"retrieve: {dropped} candidate(s) removed as too close to a dislike")
@@ -119,7 +119,7 @@ def filter_and_diversify(
     rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
     matrix = np.stack([embs[i] for i in kept])
     if intents is not None:
-        order = proportional_select(rel, matrix, intents[0], intents[1], k, settings.mmr_lambda)
+        order = proportional_select(rel, matrix, intents[0], intents[1], k, settings.retrieve.mmr_lambda)
     else:
-        order = mmr_select(rel, matrix, k, settings.mmr_lambda)
+        order = mmr_select(rel, matrix, k, settings.retrieve.mmr_lambda)
     return [kept[o] for o in order]

@@ -87,7 +87,7 @@ class InterestAgent:
     ) -> None:
         self.settings = settings or Settings()
         self.embedder = embedder or make_embedder(
-            self.settings.embedder, base_url=self.settings.openai_base_url, api_key=self.settings.openai_api_key
+            self.settings.embedder, base_url=self.settings.openai.base_url, api_key=self.settings.openai.api_key
         )
         # Typed as the protocol (a type checker holds ChromaStore to it here; tests/test_architecture.py checks the
         # signatures): any other Store may be passed.
@@ -131,11 +131,11 @@ class InterestAgent:
     def fusion(self) -> Fusion:
         """The fitted ranker named in settings (or `<store>/fusion.json`), else the linear blend of settings."""
         if self._fusion is None:
-            path = self.settings.fusion_model
+            path = self.settings.fusion.model
             if path is None and "://" not in self.settings.store:
                 default = Path(self.settings.store).expanduser() / FUSION_FILE
                 path = str(default) if default.is_file() else None
-            self._fusion = load_fusion(path) if path else LinearFusion(self.settings.fusion_weights)
+            self._fusion = load_fusion(path) if path else LinearFusion(self.settings.fusion.weights)
         return self._fusion
 
     def request_facets(self, profile: InterestProfile, context: str | None) -> RequestFacets | None:
@@ -153,10 +153,10 @@ class InterestAgent:
         """Use this fusion from now on (None: back to what settings name)."""
         self._fusion = fusion
 
-    def stage_on(self, flag: str) -> bool:
+    def stage_on(self, stage: str) -> bool:
         """Whether an LLM stage runs: its setting when set, else auto (see Settings): off for the packaged floor
         model named by default (`smollm2`), on for any LLM the caller chose."""
-        value = getattr(self.settings, flag)
+        value = getattr(self.settings.llm_stages, stage)
         if value is not None:
             return bool(value)
         return not (isinstance(self._llm_spec, str) and self._llm_spec in FLOOR_LLMS)
@@ -175,7 +175,7 @@ class InterestAgent:
 
     # ------------------------------------------------------------------ catalog
     def add_items(self, items: Iterable[Item], progress: bool = False) -> int:
-        fields = self.settings.item_text_fields
+        fields = self.settings.catalog.item_text_fields
         n = self.store.upsert_items(
             (with_metadata_text(it, fields) if isinstance(it, Item) else it for it in items), progress=progress
         )
@@ -216,7 +216,7 @@ class InterestAgent:
     def search_items(self, query: str, k: int = 10, where: str | dict[str, Any] | None = None) -> CatalogPage:
         """Items nearest to a text (cosine similarity of the embeddings), optionally filtered by `where`."""
         return catalog_ops.search_items(
-            self.store, self.embedder, query, k, where, max_chars=self.settings.max_text_chars
+            self.store, self.embedder, query, k, where, max_chars=self.settings.decompose.max_text_chars
         )
 
     # ------------------------------------------------------------------ observe, feedback
@@ -243,7 +243,7 @@ class InterestAgent:
         return observe_ops.observe(
             self.store, self.embedder, self.settings, self._memory, user_id, texts,
             history=history, messages=messages, seen=seen, linker=self._title_linker, titles=self._titles,
-            decompose_llm=lambda: self.llm if self.stage_on("use_llm_decompose") else None,
+            decompose_llm=lambda: self.llm if self.stage_on("decompose") else None,
         )
 
     @traced("feedback")
@@ -354,7 +354,7 @@ class InterestAgent:
             self.store, self.embedder, self.settings, user_id, context, k,
             expand=expand, where=parsed, candidate_ids=candidate_ids, llm=lambda: self.llm,
             use_rerank=self.stage_on("rerank") if rerank is None else rerank,
-            use_compose=self.stage_on("use_llm_compose"), fusion=self.fusion,
+            use_compose=self.stage_on("compose"), fusion=self.fusion,
             facets_for=self.request_facets, lock=self._user_lock,
         )
 

@@ -255,7 +255,7 @@ def validate_text(text: object, max_chars: int) -> str:
     if len(cleaned) > max_chars:
         raise InvalidInputError(
             f"text is {len(cleaned):,} characters, over the limit of {max_chars:,} "
-            "(settings.max_text_chars); "
+            "(settings.decompose.max_text_chars); "
             "split it into smaller pieces"
         )
     return cleaned

@@ -54,7 +54,7 @@ def build_topics(
         embs[bad] = embedder.embed([rows[b][1].name for b in bad])
     embs /= np.linalg.norm(embs, axis=1, keepdims=True)
     labels = cluster_labels(embs, distance)
-    weights = np.array([effective_weight(i, now, settings.half_life_days) for _, i, _ in rows])
+    weights = np.array([effective_weight(i, now, settings.profile.half_life_days) for _, i, _ in rows])
     user_total: dict[str, float] = {}
     for (u, _, _), w in zip(rows, weights, strict=True):
         user_total[u] = user_total.get(u, 0.0) + float(w)

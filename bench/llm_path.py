@@ -94,7 +94,7 @@ def run(users: int = 3, llm_spec: str = "smollm2", workdir: Path | None = None) 
     load_s = time.perf_counter() - t
     settings = bench_settings(str(store), llm=llm_spec, rerank=True, rerank_top_n=20,
                               llm_rank_weights={llm.model_id: 1.0})
-    nollm = settings.model_copy(update={"use_llm_decompose": False, "use_llm_compose": False, "rerank": False})
+    nollm = settings.model_copy(update={"llm_stages": {"decompose": False, "compose": False, "rerank": False}})
     path = resources.files("interestlens.agent").joinpath("data/demo_catalog.jsonl")
     rows: list[dict[str, Any]] = []
     with resources.as_file(path) as p:

@@ -176,10 +176,10 @@ def tune(
         if "://" in settings.store:
             raise InvalidInputError("a server store has no directory: pass --out PATH and set fusion_model")
         out_path = Path(settings.store).expanduser() / FUSION_FILE
-    ds = load_dataset(data_dir, split, limit=limit, text_fields=settings.item_text_fields)
+    ds = load_dataset(data_dir, split, limit=limit, text_fields=settings.catalog.item_text_fields)
     if not ds.cases:
         raise InvalidInputError(f"{data_dir}: no cases in split {split!r} to fit on")
-    embedder = make_embedder(settings.embedder, base_url=settings.openai_base_url, api_key=settings.openai_api_key)
+    embedder = make_embedder(settings.embedder, base_url=settings.openai.base_url, api_key=settings.openai.api_key)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     env = AgentEnvironment(ds, settings, cache, embedder, progress)
     try:
@@ -202,7 +202,7 @@ def fusion_per_user(
     """The fusion each user is scored with, and what results.json records about it."""
     users = sorted({c.user_id for c in ds.cases})
     if mode == "linear":
-        return {}, {"mode": "linear", "weights": env.settings.fusion_weights}
+        return {}, {"mode": "linear", "weights": env.settings.fusion.weights}
     if mode != "cv":
         model = load_fusion(mode)
         return dict.fromkeys(users, model), {"mode": "file", "path": mode, **model.describe()}
@@ -211,21 +211,21 @@ def fusion_per_user(
         others = [o for o in others if o != "test"]
         if not others:
             log.warning("split 'test' is never fit on and the folder has no other split: linear fusion")
-            return {}, {"mode": "linear (no other split to fit on)", "weights": env.settings.fusion_weights}
+            return {}, {"mode": "linear (no other split to fit on)", "weights": env.settings.fusion.weights}
         train_cases = [c for o in others for c in load_dataset(data_dir, o).cases]  # cases only: same catalog
         pools = collect_pools(env, ds, train_cases, protocol, seed, progress)
         try:
             model = fit_fusion(pools, seed, fit_on=others)
         except InvalidInputError as e:
             log.warning("fusion not fit on %s (%s): linear fusion", others, e)
-            return {}, {"mode": f"linear (not fit: {e})", "weights": env.settings.fusion_weights}
+            return {}, {"mode": f"linear (not fit: {e})", "weights": env.settings.fusion.weights}
         return dict.fromkeys(users, model), {"mode": f"fit on split(s) {', '.join(others)}", **model.describe()}
     pools = collect_pools(env, ds, ds.cases, protocol, seed, progress)
     try:
         by_user, fold_of = cross_validated_fusions(pools, folds, seed)
     except InvalidInputError as e:  # a handful of cases (a --limit run) cannot train a ranker
         log.warning("cross-validated fusion not fit (%s): linear fusion", e)
-        return {}, {"mode": f"linear (cross-validation not possible: {e})", "weights": env.settings.fusion_weights}
+        return {}, {"mode": f"linear (cross-validation not possible: {e})", "weights": env.settings.fusion.weights}
     info = {
         "mode": f"{len(set(fold_of.values()))}-fold cross-validation over users (fit on the other folds)",
         "fold_of_user": fold_of,

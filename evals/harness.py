@@ -72,11 +72,11 @@ def run_recommend_eval(
     names = parse_systems(systems)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     t_start = time.perf_counter()
-    ds = load_dataset(data_dir, split, limit=limit, text_fields=settings.item_text_fields)
+    ds = load_dataset(data_dir, split, limit=limit, text_fields=settings.catalog.item_text_fields)
     if not ds.cases:
         raise InvalidInputError(f"{Path(data_dir) / f'cases.{split}.jsonl'}: no cases to evaluate")
     embedder = make_embedder(
-        settings.embedder, base_url=settings.openai_base_url, api_key=settings.openai_api_key
+        settings.embedder, base_url=settings.openai.base_url, api_key=settings.openai.api_key
     )
     emb = CatalogEmbeddings(ds, embedder, cache)
     runners: dict[str, Any] = {

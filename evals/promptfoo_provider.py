@@ -39,7 +39,7 @@ sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != _HERE]
 
 from pydantic import ValidationError  # noqa: E402
 
-from interestlens.agent.config import Settings  # noqa: E402
+from interestlens.agent.config import Settings, flat_names  # noqa: E402
 from interestlens.agent.errors import InterestLensError  # noqa: E402
 from interestlens.evals.suite import STAGE_FIELDS, call_stage  # noqa: E402
 
@@ -81,7 +81,8 @@ def stage_arguments(prompt: str, vars_: dict[str, Any], config: dict[str, Any]) 
 
 def settings_from(config: dict[str, Any]) -> Settings:
     values = dict(config.get("settings") or {})
-    unknown = sorted(set(values) - set(Settings.model_fields))  # Settings ignores unknown names; a config typo
+    known = set(Settings.model_fields) | set(flat_names())
+    unknown = sorted(set(values) - known)  # Settings ignores unknown names; a config typo
     if unknown:  # should not silently evaluate the defaults
         raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
     if config.get("llm") is not None:

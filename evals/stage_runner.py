@@ -49,7 +49,7 @@ class StageRunner:
         self._tmp = None if root is not None else tempfile.TemporaryDirectory(prefix="interestlens-suite-")
         self.root = Path(root) if root is not None else Path(self._tmp.name)  # type: ignore[union-attr]
         self.embedder = make_embedder(
-            settings.embedder, base_url=settings.openai_base_url, api_key=settings.openai_api_key
+            settings.embedder, base_url=settings.openai.base_url, api_key=settings.openai.api_key
         )
         self._agents: dict[str, InterestAgent] = {}
         self._llm: Any = None
@@ -69,8 +69,8 @@ class StageRunner:
             store = ChromaStore(str(self.root / f"store-{key}"), self.embedder)
             update: dict[str, Any] = {"store": str(self.root / f"store-{key}")}
             if self.settings.llm in FLOOR_LLMS:  # the suite runs what a user of this model gets by default
-                update |= {f: False for f in ("use_llm_decompose", "use_llm_compose", "rerank")
-                           if getattr(self.settings, f) is None}
+                stages = self.settings.llm_stages
+                update["llm_stages"] = {name: False if on is None else on for name, on in stages.model_dump().items()}
             agent = InterestAgent(
                 self.settings.model_copy(update=update),
                 llm=self.llm(),

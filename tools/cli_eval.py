@@ -32,7 +32,7 @@ def _dataset_dir(data: Path) -> Path:
 def _with_text_fields(settings: Settings, text_fields: str | None) -> Settings:
     if text_fields is None:
         return settings
-    return settings.model_copy(update={"item_text_fields": split_csv(text_fields)})
+    return settings.model_copy(update={"catalog": {"item_text_fields": split_csv(text_fields)}})
 
 
 @eval_app.command("recommend")

@@ -37,9 +37,9 @@ SPEC_HELP = "use smollm2, gemma3, gguf:PATH, openai:MODEL, langchain:module:fact
 def _llama(path: Any, settings: Settings, chat_format: str | None = None) -> LlamaCppLLM:
     return LlamaCppLLM(
         path,
-        n_ctx=settings.n_ctx,
-        n_gpu_layers=settings.n_gpu_layers,
-        n_threads=settings.n_threads,
+        n_ctx=settings.llamacpp.n_ctx,
+        n_gpu_layers=settings.llamacpp.n_gpu_layers,
+        n_threads=settings.llamacpp.n_threads,
         chat_format=chat_format,
         seed=settings.seed,
     )
@@ -91,9 +91,9 @@ def make_llm(spec: str | None, settings: Settings | None = None) -> StructuredLL
             raise InterestLensError("bad LLM spec 'openai:': give the model name, e.g. openai:gpt-4o-mini")
         return OpenAICompatibleLLM(
             arg,
-            base_url=settings.openai_base_url,
-            api_key=settings.openai_api_key,
-            timeout=settings.llm_timeout_s,
+            base_url=settings.openai.base_url,
+            api_key=settings.openai.api_key,
+            timeout=settings.openai.timeout_s,
         )
     if kind == "langchain":
         return _from_factory(arg)

@@ -1,0 +1,50 @@
+"""Settings: one nested group per component and stage, with the flat names of earlier releases routed into them."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from interestlens.agent.config import Settings, flat_names
+
+
+def test_groups_and_flat_names_mean_the_same_setting():
+    nested = Settings(decompose={"chunk_chars": 800}, llm_stages={"rerank": True}, llm="none")
+    flat = Settings(chunk_chars=800, rerank=True, llm="none")
+    assert nested.model_dump() == flat.model_dump()
+    assert flat.decompose.chunk_chars == 800 and flat.chunk_chars == 800  # the flat read is the group's field
+    assert flat.decompose.max_text_chars == Settings().decompose.max_text_chars  # other fields keep defaults
+
+
+def test_model_copy_routes_validates_and_replaces_dict_values():
+    s = Settings(llm="none")
+    c = s.model_copy(update={"fusion_weights": {"text": 1.0}, "max_intents": 1, "use_llm_compose": False})
+    assert c.fusion.weights == {"text": 1.0}  # a dict-valued knob is replaced, not merged with the defaults
+    assert c.compose.max_intents == 1 and c.llm_stages.compose is False
+    assert s.compose.max_intents == Settings().compose.max_intents  # the original is untouched
+    with pytest.raises(ValidationError):
+        s.model_copy(update={"mmr_lambda": "not a number"})
+    with pytest.raises(ValidationError):  # a typo inside a group is an error, not a silently ignored knob
+        Settings(retrieve={"mmr_lamda": 0.5})
+
+
+def test_environment_nested_and_flat_names(monkeypatch):
+    monkeypatch.setenv("INTERESTLENS_RETRIEVE__MMR_LAMBDA", "0.25")
+    monkeypatch.setenv("INTERESTLENS_N_GPU_LAYERS", "-1")  # the documented flat name
+    monkeypatch.setenv("INTERESTLENS_FUSION_WEIGHTS", '{"text": 2.0}')
+    monkeypatch.setenv("INTERESTLENS_LLM", "none")
+    s = Settings()
+    assert s.retrieve.mmr_lambda == 0.25 and s.llamacpp.n_gpu_layers == -1
+    assert s.fusion.weights == {"text": 2.0} and s.llm == "none"
+    assert Settings(n_gpu_layers=0).llamacpp.n_gpu_layers == 0  # arguments win over the environment
+
+
+def test_every_flat_name_reaches_a_field_and_dumps_are_plain_json():
+    s = Settings()
+    for name in flat_names():
+        getattr(s, name)  # raises AttributeError for a name that routes nowhere
+    dumped = s.model_dump(mode="json")
+    assert {"decompose", "profile", "compose", "retrieve", "fusion", "reranker", "llm_stages"} <= set(dumped)
+    assert Settings(**{k: v for k, v in dumped.items()}).model_dump(mode="json") == dumped
+    with pytest.raises(AttributeError):
+        _ = s.no_such_setting
