@@ -40,9 +40,7 @@ def _scoring_pass_figures(llm: Any, agent: Any, uid: str) -> dict[str, float]:
     """One scoring pass cold (KV cache reset), the same prompt with a shuffled candidate order (prefix reused),
     and the raw prompt-evaluation speed of the model on the same tokens (llama.cpp eval, nothing else)."""
     from interestlens.agent.compose import compose_intents
-    from interestlens.agent.label_scoring import LABELS
-    from interestlens.agent.label_scoring import candidates_prompt as _prompt
-    from interestlens.agent.label_scoring import evidence_catalog as _evidence_catalog
+    from interestlens.agent.label_scoring import LABELS, candidates_prompt, evidence_catalog
     from interestlens.agent.retrieve import retrieve
 
     stats_cls = type(agent.recommend(uid, k=1, rerank=False).stats)
@@ -51,14 +49,14 @@ def _scoring_pass_figures(llm: Any, agent: Any, uid: str) -> dict[str, float]:
     intents = compose_intents(profile, CONTEXT, llm=None, embedder=agent.embedder, settings=agent.settings,
                               stats=stats)
     cands = retrieve(intents, profile, agent.store, agent.embedder, agent.settings, k=20, stats=stats)[:20]
-    evidence = _evidence_catalog(intents, profile)
-    prompt = _prompt("rerank_score", cands, intents, profile, evidence, CONTEXT)
+    evidence = evidence_catalog(intents, profile)
+    prompt = candidates_prompt("rerank_score", cands, intents, profile, evidence, CONTEXT)
     labels = list(LABELS[: len(cands)])
     llm._llama.reset()
     cold = llm.score_labels(prompt, labels)
     again = llm.score_labels(prompt, labels)  # the very same prompt right after: only the last token is evaluated
     shuffled = [cands[i] for i in np.random.default_rng(0).permutation(len(cands))]
-    warm = llm.score_labels(_prompt("rerank_score", shuffled, intents, profile, evidence, CONTEXT), labels)
+    warm = llm.score_labels(candidates_prompt("rerank_score", shuffled, intents, profile, evidence, CONTEXT), labels)
     # Raw prompt evaluation: the same tokens through llama.cpp's eval, from an empty KV cache.
     messages, _ = llm._fit_messages(prompt, 1)
     tokens = llm._llama.tokenize(llm._chat_text(messages).encode("utf-8"), add_bos=False, special=True)

@@ -13,7 +13,7 @@ from interestlens.agent.prompting import RenderedPrompt
 class ScriptedLLM:
     model_id = "scripted"
 
-    def __init__(self, replies: list[str], prompt_tokens: int = 50, completion_tokens: int = 5) -> None:
+    def __init__(self, replies: list[str], prompt_tokens: int = 100, completion_tokens: int = 7) -> None:
         self.replies = list(replies)
         self.prompts: list[RenderedPrompt] = []
         self.usage = (prompt_tokens, completion_tokens)
