@@ -2,9 +2,9 @@
 
 Recommendation evaluation (`evals.harness.run_recommend_eval`) reads any folder in the shared dataset format
 (catalog.jsonl, cases.<split>.jsonl, optional interactions.jsonl; see ../shared/datasets/README.md), runs baselines
-(random, popularity, bm25, embedding, hybrid, itemcf) and interestlens configurations side by side under the `full`
-or `sampled` protocol, and writes results.json, report.md and metrics.png. `evals.harness.tune_fusion_weights`
-chooses retrieval fusion weights on a dev split only.
+(random, popularity, bm25, embedding, hybrid, itemcf, ease) and interestlens configurations side by side under the
+`full` or `sampled` protocol, and writes results.json, report.md and metrics.png. `evals.fitting` fits the fusion by
+cross-validation over users (never on a split named test).
 
 Prompt-behaviour suites (`evals.suite.run_suite`) run YAML cases (evals/suites/*.yaml) against one stage and
 check what the system guarantees: verbatim evidence, polarity of explicit dislikes, intent bounds, ids within the

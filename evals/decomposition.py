@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from interestlens.agent.linking import TitleLinker, link_interests
 from interestlens.agent.models import Item, Polarity, SourceText, StageStats, SubInterest
 from interestlens.agent.polarity import polarity_of
 from interestlens.evals.data import EvalCase
+from interestlens.evals.eval_results import git_commit
 
 LABELLED = Path(__file__).resolve().parent / "data" / "decomposition_labelled.jsonl"
 DEMO_CATALOG = Path(__file__).resolve().parents[1] / "agent" / "data" / "demo_catalog.jsonl"
@@ -47,21 +47,6 @@ def _read_cases(data_dir: Path, split: str) -> list[EvalCase]:
     path = data_dir / f"cases.{split}.jsonl"
     with path.open(encoding="utf-8") as f:
         return [EvalCase.model_validate_json(line) for line in f if line.strip()]
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False,
-            cwd=Path(__file__).resolve().parent,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10, check=False,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except OSError:
-        return "unknown"
 
 
 def observe_interests(
@@ -233,7 +218,7 @@ def run_decomposition_benchmark(
     results = {
         "benchmark": "decomposition",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "settings": {
             "data": str(data_dir),
             "split": split,
@@ -243,6 +228,7 @@ def run_decomposition_benchmark(
             "embedder": getattr(embedder, "model_id", type(embedder).__name__),
             "max_interests_per_chunk": settings.decompose.max_interests_per_chunk,
             "chunk_chars": settings.decompose.chunk_chars,
+            "resolved": settings.model_dump(mode="json"),
         },
         "mentions": mentions,
         "labelled": lab,

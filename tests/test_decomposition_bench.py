@@ -27,6 +27,7 @@ def test_benchmark_writes_results_and_report(tmp_path, embedder, settings):
     r = run_decomposition_benchmark(data, tmp_path, max_cases=60, embedder=embedder, settings=settings)
     saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert saved["git_commit"] and saved["settings"]["max_cases"] == 60
+    assert saved["settings"]["resolved"]["decompose"]["chunk_chars"] == settings.decompose.chunk_chars
     assert "Decomposition benchmark" in (tmp_path / "report.md").read_text(encoding="utf-8")
     m, lab = r["mentions"], r["labelled"]
     assert m["cases"] > 0 and m["mentions"] > 0
