@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from interestlens.agent.errors import InvalidInputError
 from interestlens.agent.models import Interaction, Item, SourceText
+from interestlens.stores.catalog_io import read_catalog_jsonl, read_jsonl
 from interestlens.stores.items import with_metadata_text
 
 SAMPLED_NEGATIVES = 19
@@ -161,7 +162,6 @@ def load_dataset(
 
     `text_fields`: metadata fields appended to each item's text (Settings.item_text_fields), for every system.
     """
-    from interestlens.stores.catalog_io import read_catalog_jsonl, read_jsonl
 
     directory = Path(data_dir)
     catalog_path = directory / "catalog.jsonl"
@@ -197,7 +197,6 @@ def load_dataset(
 
 def _split_behaviour(directory: Path, split: str, known: set[str]) -> list[Interaction]:
     """History + positives of every case in every split file (all cases, not only limited ones), per case."""
-    from interestlens.stores.catalog_io import read_jsonl
 
     rows: list[Interaction] = []
     for path in sorted(directory.glob("cases.*.jsonl")):
