@@ -193,15 +193,11 @@ class Settings(BaseSettings):
         return getattr(getattr(self, route[0]), route[1])
 
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Settings:
-        """A validated copy; `update` takes group dicts, flat names of earlier releases, or component strings."""
+        """A validated copy; `update` takes group dicts or flat names of earlier releases."""
         if not update:
             return super().model_copy(deep=deep)
-        merged = _merge_groups(self.model_dump(), route_flat_names(dict(update)))
-        # Validate the groups (not the environment again): what this copy says is what the caller asked for.
-        return type(self).model_construct(**{
-            name: (type(getattr(self, name)).model_validate(v) if isinstance(getattr(self, name), BaseModel) else v)
-            for name, v in merged.items()
-        })
+        # Every field is given explicitly, so the environment (read again by validation) cannot override the copy.
+        return type(self).model_validate(_merge_groups(self.model_dump(), route_flat_names(dict(update))))
 
 
 class FlatEnvSource(PydanticBaseSettingsSource):
@@ -244,13 +240,13 @@ def _group_of(name: str) -> str | None:
 
 
 def route_flat_names(data: dict[str, Any]) -> dict[str, Any]:
-    """Flat and shorthand names into their groups; unknown names are left for pydantic to ignore (env extras)."""
+    """Flat names into their groups; unknown names are left for pydantic to ignore (env extras)."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         if key in FLAT_NAMES:
             group, field = FLAT_NAMES[key]
         elif key in Settings.model_fields:
-            out[key] = _merge_groups({key: out.get(key, {})}, {key: value})[key] if isinstance(value, dict) else value
+            out = _merge_groups(out, {key: value})
             continue
         elif (g := _group_of(key)) is not None:
             group, field = g, key

@@ -24,6 +24,8 @@ def test_model_copy_routes_validates_and_replaces_dict_values():
     assert s.compose.max_intents == Settings().compose.max_intents  # the original is untouched
     with pytest.raises(ValidationError):
         s.model_copy(update={"mmr_lambda": "not a number"})
+    with pytest.raises(ValidationError):  # top-level fields are validated too
+        s.model_copy(update={"seed": "not a number"})
     with pytest.raises(ValidationError):  # a typo inside a group is an error, not a silently ignored knob
         Settings(retrieve={"mmr_lamda": 0.5})
 
@@ -37,6 +39,8 @@ def test_environment_nested_and_flat_names(monkeypatch):
     assert s.retrieve.mmr_lambda == 0.25 and s.llamacpp.n_gpu_layers == -1
     assert s.fusion.weights == {"text": 2.0} and s.llm == "none"
     assert Settings(n_gpu_layers=0).llamacpp.n_gpu_layers == 0  # arguments win over the environment
+    copy = Settings(mmr_lambda=0.9).model_copy(update={"seed": 3})
+    assert copy.retrieve.mmr_lambda == 0.9 and copy.seed == 3  # a copy keeps its values, not the environment's
 
 
 def test_every_flat_name_reaches_a_field_and_dumps_are_plain_json():
