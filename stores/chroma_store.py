@@ -118,7 +118,10 @@ class ChromaStore:
             max_batch = max(1, int(self.client.get_max_batch_size()))
         except Exception:
             max_batch = 1000
-        self._catalog = ItemCollection(cols["items"], max_batch)
+        items_name = self._name("items")
+        self._catalog = ItemCollection(
+            cols["items"], max_batch, reopen=lambda: self.client.get_collection(items_name, embedding_function=None)
+        )
         self._profile_commits = ProfileCommits(cols["interests"], cols["profiles"], max_batch)
         self._side = SideData(cols["sources"], cols["llm_cache"], cols["last_results"])
         self._leases = cols["leases"]

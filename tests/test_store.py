@@ -628,3 +628,33 @@ def test_an_index_file_left_empty_by_a_kill_is_rebuilt_on_open(tmp_path, embedde
         assert store.load_profile("u").version == 4
     finally:
         store.close()
+
+
+def test_query_is_exact_and_ties_break_by_id(store, embedder):
+    """What query_items returns is the exact cosine top n of the stored vectors, equal scores (to 1e-6) ordered by
+    id, so two builds of one catalog (whose HNSW graphs differ) give the same lists; a change is seen at once."""
+    words = ["jazz", "space", "cooking", "hiking", "horror", "romance", "history", "chess", "surfing", "opera"]
+    texts = [f"{words[k % 10]} and {words[k * 7 % 10]} {k}" for k in range(300)]
+    items = [Item(id=f"i{k:03d}", title=f"Item {k}", text=t) for k, t in enumerate(texts)]
+    # identical texts, so identical vectors: only the id can order them
+    twin = {"title": "Twin", "metadata": {"kind": "twin"}}
+    items += [Item(id=f"dup{c}", text="modal jazz records on vinyl", **twin) for c in "dcba"]
+    store.upsert_items(items)
+    q = embedder.embed(["jazz on vinyl", "hiking in the mountains", "a chess opera"])
+    stored = store.item_embeddings([it.id for it in items])
+    ids = sorted(stored)
+    m = np.vstack([stored[i] for i in ids]).astype(np.float64)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    for row, got in zip(q, store.query_items(q, n=25), strict=True):
+        sims = m @ (row.astype(np.float64) / np.linalg.norm(row))
+        want = sorted(range(len(ids)), key=lambda k: (-round(float(sims[k]), 6), ids[k]))[:25]
+        assert [i for i, _ in got] == [ids[k] for k in want]
+        assert [s for _, s in got] == pytest.approx([float(sims[k]) for k in want], abs=1e-6)
+    twins = [i for i, _ in store.query_items(q[0], n=10)[0] if i.startswith("dup")]
+    assert twins == ["dupa", "dupb", "dupc", "dupd"]
+    # the cached vectors follow the catalog: a changed text, a deletion, a filter
+    store.upsert_items([Item(id="dupc", text="a cookbook of quick weeknight dinners", **twin)])
+    store.delete_items(["dupa"])
+    twins = [i for i, _ in store.query_items(q[0], n=10)[0] if i.startswith("dup")]
+    assert twins == ["dupb", "dupd"]
+    assert [i for i, _ in store.query_items(q[0], n=3, where={"kind": "twin"})[0]] == ["dupb", "dupd", "dupc"]
