@@ -54,6 +54,14 @@ def context_keywords(context: str | None, limit: int = 8) -> list[str]:
     return out[:limit]
 
 
+def _group_name(names: list[str]) -> str:
+    """An intent's template name: its strongest member's, then "& N more", the count kept whole."""
+    if len(names) == 1:
+        return _clip(names[0], MAX_NAME)
+    suffix = f" & {len(names) - 1} more"
+    return _clip(names[0], MAX_NAME - len(suffix)) + suffix
+
+
 def _clip(text: str, n: int) -> str:
     text = " ".join(text.split())
     if len(text) <= n:
@@ -126,7 +134,7 @@ def compose_without_llm(
     intents = []
     for g, w in zip(groups, weights, strict=True):
         names = [likes[i].name for i in g]
-        name = names[0] if len(names) == 1 else f"{names[0]} & {len(names) - 1} more"
+        name = _group_name(names)
         rationale = f"Groups {len(g)} interest{'s' if len(g) > 1 else ''}: {', '.join(names)}"
         if context:
             rationale += " (weighted by your message)"
@@ -210,7 +218,7 @@ def compose_with_llm(
         names = [likes[i].name for i in g]
         name = _clip(_LIST_MARKERS.sub("", d.name), MAX_NAME)
         if not _shares_word(name, " ".join(names)):  # an invented name (seen: a person's name) -> template
-            name = _clip(names[0] if len(names) == 1 else f"{names[0]} & {len(names) - 1} more", MAX_NAME)
+            name = _group_name(names)
         query = _clip(d.query, MAX_QUERY)
         # A query that mentions none of its members' words is the small model drifting: anchor it.
         if not query or not _shares_word(query, " ".join(names)):

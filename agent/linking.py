@@ -127,6 +127,29 @@ def title_variants(title: str) -> tuple[list[tuple[str, ...]], int | None]:
     return keys, year
 
 
+# "Star Wars: Episode IV - A New Hope", "Alien: Covenant", "Mission: Impossible - Fallout": the words before a
+# subtitle separator name the series.
+_SUBTITLE = re.compile(r"\s*(?::|\s[-\u2013\u2014]\s)\s*")
+
+
+def series_key(title: str) -> tuple[str, ...] | None:
+    """The series a title belongs to ("star", "wars"), from the words before its subtitle, or None.
+
+    Only series names of two or more words with some distinctive word count: "Alien: Covenant" names no
+    series "alien" (one word links only as an exact title), "The Fast and the Furious" has no subtitle."""
+    t = _PAREN.sub("", _YEAR_SUFFIX.sub("", title.strip())).strip()
+    m = _SUBTITLE.search(t)
+    if not m or m.start() == 0:
+        return None
+    toks = tuple(k for k in (_fold_token(x) for x in _TOKEN.findall(t[: m.start()])) if k)
+    if toks and toks[0] in _ARTICLES:
+        toks = toks[1:]
+    content = [k for k in toks if k not in COMMON_WORDS]
+    if len(toks) < 2 or sum(len(k) for k in content) < 5:
+        return None
+    return toks
+
+
 @dataclass(frozen=True)
 class _Entry:
     item: Item
@@ -155,6 +178,7 @@ class TitleLinker:
     ) -> None:
         popularity = popularity or {}
         self._index: dict[tuple[str, ...], list[_Entry]] = {}
+        series_entries: dict[tuple[str, ...], list[_Entry]] = {}
         self.max_ngram = 1
         for order, item in enumerate(items):
             keys, year = title_variants(item.title)
@@ -165,6 +189,16 @@ class TitleLinker:
                 if len(key) > max_ngram:
                     continue
                 self._index.setdefault(key, []).append(entry)
+                self.max_ngram = max(self.max_ngram, len(key))
+            series = series_key(item.title)
+            if series is not None and len(series) <= max_ngram:
+                series_entries.setdefault(series, []).append(entry)
+        # A series name links where no title is written that way ("like Star Wars" when the catalog only has
+        # "Star Wars: Episode IV - ..."): an exact title always wins, and the series' most popular item stands
+        # for it, its year picking another when the text gives one.
+        for key, entries in series_entries.items():
+            if key not in self._index:
+                self._index[key] = entries
                 self.max_ngram = max(self.max_ngram, len(key))
         for entries in self._index.values():
             # Most popular first, then catalog order: the default pick when the text gives no year.

@@ -132,3 +132,26 @@ def test_link_interests_ignores_other_peoples_titles():
     out = link_interests(linker, [src], polarity_of)
     assert [(i.name, i.polarity) for i in out] == [("Star Wars (1977)", Polarity.DISLIKE)]
     assert all(src.text[e.start : e.end] == e.text for i in out for e in i.evidence)
+
+
+def test_a_series_name_links_its_most_popular_title_unless_a_title_is_written_so():
+    titles = {
+        "sw4": "Star Wars: Episode IV - A New Hope (1977)",
+        "sw5": "Star Wars: Episode V - The Empire Strikes Back (1980)",
+        "al": "Alien: Covenant (2017)",
+        "mi": "Mission: Impossible - Fallout (2018)",
+        "lotr": "Lord of the Rings: The Two Towers, The (2002)",
+    }
+    items = [Item(id=i, title=t) for i, t in titles.items()]
+    linker = TitleLinker(items, popularity={"sw4": 0.9, "sw5": 0.5})
+
+    def linked(text: str, lk: TitleLinker = linker) -> list[str]:
+        return [item.id for item, _ in lk.link(SourceText(text=text))]
+
+    assert linked("I love epics like Star Wars, with starships.") == ["sw4"]
+    assert linked("the old Star Wars (1980) is the best") == ["sw5"]  # the year picks the episode
+    assert linked("something like Lord of the Rings") == ["lotr"]
+    # one-word series names ("Alien", "Mission") are not series keys: too common to link without a title
+    assert linked("an Alien invasion on a secret Mission") == []
+    exact = TitleLinker([*items, Item(id="sw", title="Star Wars (1977)")], popularity={"sw4": 0.9})
+    assert linked("I love Star Wars", exact) == ["sw"]  # a title written exactly so wins over the series
