@@ -108,13 +108,20 @@ _TOKEN_KEY = "il_catalog_token"  # in the collection's metadata: a new value on 
 
 @dataclass(frozen=True)
 class _Vectors:
-    """Every item's unit vector, rows in id order (so a stable sort breaks equal scores by id)."""
+    """Every item's stored vector and its inverse norm, rows in id order (a stable sort breaks ties by id)."""
 
     token: str | None
     count: int
     ids: list[str]
     row_of: dict[str, int]
-    unit: np.ndarray  # (items, dim) float32
+    raw: np.ndarray  # (items, dim) float32, as stored
+    inv_norm: np.ndarray  # (items,) float32; 1 for a zero vector
+
+    def cosine(self, q: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """(queries, rows) cosine of the query rows against all items (or `rows`), without copying the matrix."""
+        if rows is None:
+            return (_unit(q) @ self.raw.T) * self.inv_norm
+        return (_unit(q) @ self.raw[rows].T) * self.inv_norm[rows]
 
 
 def _top_rows(sims: np.ndarray, n: int) -> np.ndarray:
@@ -185,9 +192,18 @@ class ItemCollection:
             rows.extend(res["embeddings"] if res["embeddings"] is not None else [])
         order = sorted(range(len(ids)), key=ids.__getitem__)
         ids = [ids[k] for k in order]
-        unit = _unit(np.asarray(rows, dtype=np.float32)[order]) if rows else np.zeros((0, 0), np.float32)
-        self._vectors = _Vectors(token, count, ids, {i: k for k, i in enumerate(ids)}, unit)
+        raw = np.asarray(rows, dtype=np.float32)[order] if rows else np.zeros((0, 0), np.float32)
+        norms = np.linalg.norm(raw, axis=1) if rows else np.zeros(0, np.float32)
+        inv_norm = (1.0 / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+        self._vectors = _Vectors(token, count, ids, {i: k for k, i in enumerate(ids)}, raw, inv_norm)
         return self._vectors
+
+    def _valid_vectors(self) -> _Vectors | None:
+        """The cached vectors if they are still the catalog's (no load: for reads that need only a few)."""
+        v = self._vectors
+        if v is None or v.token != self._token() or v.count != self.collection.count():
+            return None
+        return v
 
     def upsert(self, items: Iterable[Item | dict], embedder: Embedder, batch_size: int, progress: bool) -> int:
         """Add new items, update changed ones; unchanged ones (same content hash) are not re-embedded.
@@ -277,6 +293,9 @@ class ItemCollection:
     def embeddings(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         ids = [i for i in dict.fromkeys(ids) if isinstance(i, str) and i]
         out: dict[str, np.ndarray] = {}
+        v = self._valid_vectors() if ids else None
+        if v is not None:  # the exact search's copy of the catalog: a dictionary read, not a Chroma round trip
+            return {i: v.raw[v.row_of[i]].copy() for i in ids if i in v.row_of}
         for chunk in _batched(ids, self.max_batch):
             res = self.collection.get(ids=chunk, include=["embeddings"])
             for i, e in zip(res["ids"], res["embeddings"] if res["embeddings"] is not None else [], strict=True):
@@ -324,13 +343,13 @@ class ItemCollection:
     def _exact_query(self, q: np.ndarray, n: int, where: dict | None, count: int) -> list[list[tuple[str, float]]]:
         v = self._all_vectors(count)
         if not where:
-            sims = _unit(q) @ v.unit.T  # (queries, items); no row subset, so no 15 MB copy per call
+            sims = v.cosine(q)  # (queries, items)
             return [[(v.ids[k], float(s[k])) for k in _top_rows(s, n)] for s in sims]
         allowed = self.collection.get(where=where, include=[])["ids"]
         rows = np.sort(np.fromiter((v.row_of[i] for i in allowed if i in v.row_of), dtype=np.int64))
         if len(rows) == 0:
             return [[] for _ in range(q.shape[0])]
-        sims = _unit(q) @ v.unit[rows].T  # (queries, matching rows)
+        sims = v.cosine(q, rows)  # (queries, matching rows)
         return [[(v.ids[rows[k]], float(s[k])) for k in _top_rows(s, n)] for s in sims]
 
     def page(self, limit: int, offset: int, where: dict | None) -> tuple[list[Item], int]:

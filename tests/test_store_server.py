@@ -120,3 +120,24 @@ def test_unreachable_server_is_a_clear_error(embedder, tmp_path):
         port = sock.getsockname()[1]
     with pytest.raises(StoreError, match="chroma run"):
         ChromaStore(f"http://127.0.0.1:{port}", embedder, state_dir=tmp_path)
+
+
+def test_http_a_catalog_change_by_another_client_is_seen(http_store, embedder, tmp_path):
+    """Each client keeps the catalog's vectors in memory for exact search; another client's write must reach it."""
+    from interestlens.agent.models import Item
+    from interestlens.stores.items import item_embedding_text
+
+    http_store.upsert_items(CATALOG)
+    q = embedder.embed(["a cookbook of quick weeknight dinners"])
+    first = http_store.query_items(q, n=1)[0][0][0]  # loads this client's copy of the vectors
+    other = ChromaStore(http_store.location, embedder, namespace=http_store.namespace, state_dir=tmp_path / "other")
+    try:
+        moved = Item(id="m1", title="Weeknight", text="a cookbook of quick weeknight dinners")
+        other.upsert_items([moved])
+        assert http_store.query_items(q, n=1)[0][0][0] == "m1" != first
+        got = http_store.item_embeddings(["m1"])["m1"]
+        assert got == pytest.approx(embedder.embed([item_embedding_text(moved)])[0], abs=1e-5)
+        other.delete_items(["m1"])
+        assert "m1" not in {i for i, _ in http_store.query_items(q, n=len(CATALOG))[0]}
+    finally:
+        other.close()
