@@ -184,7 +184,10 @@ def observe(
                 profile.history.append(h.id)
         known_seen = {str(i) for i in seen} - set(profile.history) - set(profile.seen)
         profile.seen.extend(sorted(i.id for i in store.get_items(sorted(known_seen))))
-        outcome = merge_interests(profile, linked + referenced + interests, embedder, settings, now=now)
+        outcome = merge_interests(
+            profile, linked + referenced + interests, embedder, settings, now=now,
+            stored_vectors=store.interest_embeddings(user_id) if before else None,
+        )
         pruned = prune_stale(outcome.profile, settings.profile.half_life_days, settings.profile.prune_below)
         store.add_sources(user_id, sources + ref_sources + history_sources)
         store.save_profile(outcome.profile)
@@ -244,7 +247,10 @@ def feedback(
         if verdict is not FeedbackKind.DISLIKED and item.id not in profile.history:
             profile.history.append(item.id)
         if interest is not None:
-            outcome = merge_interests(profile, [interest], embedder, settings, now=now)
+            outcome = merge_interests(
+                profile, [interest], embedder, settings, now=now,
+                stored_vectors=store.interest_embeddings(user_id) if before else None,
+            )
             profile = outcome.profile
             interest = next((i for i in profile.interests if item.id in i.linked_item_ids), interest)
         else:

@@ -16,7 +16,7 @@ Rules (documented because they decide what the user sees):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -70,8 +70,12 @@ def merge_interests(
     embedder: Embedder,
     settings: Settings,
     now: datetime | None = None,
+    stored_vectors: Mapping[str, np.ndarray] | None = None,
 ) -> MergeOutcome:
-    """Merge `new` into a copy of `profile`; the input profile is not modified."""
+    """Merge `new` into a copy of `profile`; the input profile is not modified.
+
+    `stored_vectors`: the store's vectors of `profile`'s interests by id (read with it, under the user lock), so that
+    the cost of a merge is the new interests' embedding, not the profile's size; interests without one are embedded."""
     now = as_utc(now or utcnow())
     merged = profile.model_copy(deep=True)
     outcome = MergeOutcome(profile=merged)
@@ -80,10 +84,13 @@ def merge_interests(
 
     existing = merged.interests
     new_list = [n.model_copy(deep=True) for n in new]
-    texts = [interest_text(i) for i in existing] + [interest_text(n) for n in new_list]
-    vecs = embedder.embed(texts)
-    old_vecs = vecs[: len(existing)]
-    new_vecs = vecs[len(existing) :]
+    stored = stored_vectors or {}
+    todo = [i for i in existing if i.id not in stored] + new_list
+    vecs = embedder.embed([interest_text(i) for i in todo])
+    fresh = dict(zip((id(i) for i in todo), vecs, strict=True))
+    old_vecs = np.array([stored[e.id] if id(e) not in fresh else fresh[id(e)] for e in existing], dtype=np.float32)
+    old_vecs = old_vecs.reshape(len(existing), -1) if len(existing) else old_vecs
+    new_vecs = vecs[len(todo) - len(new_list) :]
 
     for k, cand in enumerate(new_list):
         match_idx: int | None = None

@@ -1,19 +1,25 @@
-"""Interest profiles, saved crash-safe by generations.
+"""Interest profiles, saved crash-safe and incrementally.
 
-Two collections: `interests` (one record per sub-interest, cosine space, embedding of "name: description";
-metadata user_id, gen (storage generation), version (profile version), pos) and `profiles` (the profile minus
-its interests, with the generation it commits to and how many interests that generation has).
+Two collections: `interests` (one record per sub-interest content, cosine space, embedding of "name: description";
+metadata user_id, version (the profile version that first wrote it), interest_id, name, polarity, origin, muted,
+weight) and `profiles` (the profile minus its interests, plus the manifest: the ordered ids of its interest records).
 
-A save writes the new interest records under a fresh generation id, then switches the profile record (the
-commit point) to that generation, then deletes older generations. Readers only follow the generation named by
-the profile record, so a kill at any point leaves the previous or the new profile.
+A record's id is the user id plus a digest of the interest's JSON, so an interest that did not change between two
+saves is the same record and is neither embedded nor written again: a save costs what changed, not the profile's
+size. A save writes the records that are new, then switches the profile record (the commit point) to the new
+manifest, then deletes this user's records that the committed manifest does not name and that a save of the same or
+an older version wrote. Readers only follow the manifest, so a kill at any point leaves the previous or the new
+profile, and what a killed save wrote is collected by the next one.
+
+Stores written before manifests (a `gen` per save, records carrying `gen` and `pos`) are still read; their next save
+rewrites them in this format.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-import uuid
 from typing import Any
 
 import numpy as np
@@ -24,10 +30,22 @@ from interestlens.agent.protocols import Embedder
 from interestlens.stores.vectors import DUMMY, embed_checked
 
 _PROFILE_READ_RETRIES = 5
+_MANIFEST_KEY = "interest_records"  # in the profile record's document, beside the profile's own fields
+
+
+def record_id(uid: str, document: str) -> str:
+    """The interest record's id: the same content of the same user is the same record."""
+    return f"{uid}/{hashlib.sha256(document.encode('utf-8')).hexdigest()[:32]}"
+
+
+def _manifest(rec_document: str) -> list[str] | None:
+    """The committed record ids in profile order; None for a profile record written before manifests."""
+    ids = json.loads(rec_document).get(_MANIFEST_KEY)
+    return list(ids) if ids is not None else None
 
 
 class ProfileCommits:
-    """Profile reads and generational writes on the `interests` and `profiles` collections.
+    """Profile reads and incremental, crash-safe writes on the `interests` and `profiles` collections.
 
     User ids are validated by the caller (ChromaStore); `max_batch`: the most records one Chroma call may carry."""
 
@@ -39,97 +57,152 @@ class ProfileCommits:
     def save(self, uid: str, profile: InterestProfile, embedder: Embedder) -> None:
         """Crash-safe replace of the user's profile (see the module docstring for the write order)."""
         interests = profile.interests
-        vecs = embed_checked(embedder, [interest_text(i) for i in interests]) if interests else None
-        gen = uuid.uuid4().hex
-        ids = [f"{uid}/{gen}/{pos}" for pos in range(len(interests))]
-        metadatas = [
-            {
-                "user_id": uid,
-                "gen": gen,
-                "version": profile.version,
-                "pos": pos,
-                "interest_id": it.id,
-                "name": it.name,
-                "polarity": it.polarity.value,
-                "origin": it.origin.value,
-                "muted": it.muted,
-                "weight": float(it.weight),
-            }
-            for pos, it in enumerate(interests)
-        ]
+        documents = [it.model_dump_json() for it in interests]
+        ids = [record_id(uid, d) for d in documents]
         try:
-            for s in range(0, len(ids), self.max_batch):
-                e = s + self.max_batch
+            present = set(self._existing(list(dict.fromkeys(ids))))
+            todo: list[int] = []  # positions whose record must be written, each record once
+            for k, rid in enumerate(ids):
+                if rid not in present:
+                    present.add(rid)
+                    todo.append(k)
+            vecs = embed_checked(embedder, [interest_text(interests[k]) for k in todo]) if todo else []
+            for s in range(0, len(todo), self.max_batch):
+                chunk = todo[s : s + self.max_batch]
                 self.interests.upsert(
-                    ids=ids[s:e],
-                    embeddings=vecs[s:e],
-                    metadatas=metadatas[s:e],  # type: ignore[index,arg-type]
-                    documents=[it.model_dump_json() for it in interests[s:e]],
+                    ids=[ids[k] for k in chunk],
+                    embeddings=vecs[s : s + len(chunk)],
+                    metadatas=[self._record_meta(uid, profile.version, interests[k]) for k in chunk],
+                    documents=[documents[k] for k in chunk],
                 )
+            head = json.loads(profile.model_dump_json(exclude={"interests"}))
+            head[_MANIFEST_KEY] = ids
             self.profiles.upsert(  # the commit point
                 ids=[uid],
                 embeddings=[DUMMY],
-                metadatas=[{"user_id": uid, "gen": gen, "version": profile.version, "n_interests": len(ids)}],
-                documents=[profile.model_dump_json(exclude={"interests"})],
+                metadatas=[{"user_id": uid, "version": profile.version, "n_interests": len(ids)}],
+                documents=[json.dumps(head)],
             )
-            # Only superseded generations (same or older version, not ours): never "all but mine", which
-            # would delete what another process has just committed on a shared server.
-            self.interests.delete(
-                where={"$and": [{"user_id": uid}, {"gen": {"$ne": gen}}, {"version": {"$lte": profile.version}}]}
-            )
+            self._collect(uid, set(ids), profile.version)
         except StoreError:
             raise
         except Exception as e:
             raise StoreError(f"cannot save the profile of {uid}: {e}") from e
 
-    def _current(self, uid: str, include: list[str]) -> tuple[dict, dict] | None:
-        """(profile record, interest records of its generation), retried if a concurrent save moved on."""
+    @staticmethod
+    def _record_meta(uid: str, version: int, it: SubInterest) -> dict[str, Any]:
+        return {
+            "user_id": uid, "version": version, "interest_id": it.id, "name": it.name,
+            "polarity": it.polarity.value, "origin": it.origin.value, "muted": it.muted, "weight": float(it.weight),
+        }
+
+    def _existing(self, ids: list[str]) -> list[str]:
+        found: list[str] = []
+        for s in range(0, len(ids), self.max_batch):
+            found.extend(self.interests.get(ids=ids[s : s + self.max_batch], include=[])["ids"])
+        return found
+
+    def _collect(self, uid: str, committed: set[str], version: int) -> None:
+        """Delete this user's records that the manifest just committed does not name. Only those written by a save
+        of the same or an older version, and not named by the manifest committed now: never what a newer save (another
+        process on a shared server, where the user lease failed) wrote or reuses."""
+        rec = self.profiles.get(ids=[uid], include=["documents"])
+        if rec["ids"]:
+            committed = committed | set(_manifest(rec["documents"][0]) or [])
+        res = self.interests.get(where={"user_id": uid}, include=["metadatas"])
+        stale = [
+            rid for rid, m in zip(res["ids"], res["metadatas"] or [], strict=True)
+            if rid not in committed and int(m.get("version", 0)) <= version
+        ]
+        for s in range(0, len(stale), self.max_batch):
+            self.interests.delete(ids=stale[s : s + self.max_batch])
+
+    def _current(self, uid: str, include: list[str]) -> tuple[dict, list[int], dict] | None:
+        """(profile record, the row of each interest in profile order, interest records), retried if a concurrent
+        save moved on between the two reads."""
         for _ in range(_PROFILE_READ_RETRIES):
             rec = self.profiles.get(ids=[uid], include=["documents", "metadatas"])
             if not rec["ids"]:
                 return None
-            meta = rec["metadatas"][0]
-            res = self.interests.get(where={"$and": [{"user_id": uid}, {"gen": meta["gen"]}]}, include=include)
-            if len(res["ids"]) == meta["n_interests"]:
-                return {"document": rec["documents"][0], "metadata": meta}, res
+            doc, meta = rec["documents"][0], rec["metadatas"][0]
+            manifest = _manifest(doc)
+            if manifest is None:  # written before manifests: one generation, ordered by `pos`
+                res = self.interests.get(
+                    where={"$and": [{"user_id": uid}, {"gen": meta["gen"]}]},
+                    include=list(dict.fromkeys([*include, "metadatas"])),
+                )
+                order = sorted(range(len(res["ids"])), key=lambda k: res["metadatas"][k]["pos"])
+                complete = len(res["ids"]) == meta["n_interests"]
+            else:
+                unique = list(dict.fromkeys(manifest))
+                res = {"ids": [], **{f: [] for f in include}}
+                for s in range(0, len(unique), self.max_batch):
+                    part = self.interests.get(ids=unique[s : s + self.max_batch], include=include)
+                    res["ids"].extend(part["ids"])
+                    for f in include:
+                        res[f].extend(part[f] if part[f] is not None else [])
+                row = {rid: k for k, rid in enumerate(res["ids"])}
+                complete = len(row) == len(unique)
+                order = [row[rid] for rid in manifest] if complete else []
+            if complete:
+                return {"document": doc, "metadata": meta}, order, res
             time.sleep(0.05)
         raise StoreError(f"the stored profile of {uid} is incomplete (a concurrent save, or a damaged store)")
+
+    def committed_records(self, uid: str) -> list[str]:
+        """The ids of the interest records the committed profile names, in profile order (for checks and tools)."""
+        cur = self._current(uid, [])
+        if cur is None:
+            return []
+        _, order, res = cur
+        return [res["ids"][k] for k in order]
 
     def exists(self, uid: str) -> bool:
         return bool(self.profiles.get(ids=[uid], include=[])["ids"])
 
     def load(self, uid: str) -> InterestProfile | None:
-        cur = self._current(uid, ["documents", "metadatas"])
+        cur = self._current(uid, ["documents"])
         if cur is None:
             return None
-        rec, res = cur
-        order = sorted(range(len(res["ids"])), key=lambda k: res["metadatas"][k]["pos"])
+        rec, order, res = cur
         data = json.loads(rec["document"])
+        data.pop(_MANIFEST_KEY, None)
         data["interests"] = [json.loads(res["documents"][k]) for k in order]
         return InterestProfile.model_validate(data)
 
     def interest_embeddings(self, uid: str) -> dict[str, np.ndarray]:
+        """The stored vector of each committed interest, by interest id."""
         cur = self._current(uid, ["metadatas", "embeddings"])
         if cur is None:
             return {}
-        _, res = cur
-        embs = res["embeddings"] if res["embeddings"] is not None else []
-        return {m["interest_id"]: np.asarray(e, dtype=np.float32) for m, e in zip(res["metadatas"], embs, strict=True)}
+        _, order, res = cur
+        return {
+            res["metadatas"][k]["interest_id"]: np.asarray(res["embeddings"][k], dtype=np.float32) for k in order
+        }
 
     def users(self) -> list[str]:
         """Users that have a saved profile."""
         return sorted(self.profiles.get(include=[])["ids"])
 
     def all_interests(self) -> list[tuple[str, SubInterest, np.ndarray]]:
-        """(user_id, interest, embedding) for every committed interest of every user."""
-        profiles = self.profiles.get(include=["metadatas"])
-        gens = {uid: m["gen"] for uid, m in zip(profiles["ids"], profiles["metadatas"] or [], strict=True)}
+        """(user_id, interest, embedding) for every committed interest of every user, each user's in profile order."""
+        profiles = self.profiles.get(include=["documents", "metadatas"])
+        place: dict[str, tuple[str, int]] = {}  # record id -> (user, position), for manifest profiles
+        legacy: dict[str, str] = {}  # user -> committed generation, for profiles written before manifests
+        heads = zip(profiles["ids"], profiles["documents"] or [], profiles["metadatas"] or [], strict=True)
+        for uid, doc, meta in heads:
+            manifest = _manifest(doc)
+            if manifest is None:
+                legacy[uid] = meta["gen"]
+            else:
+                place.update({rid: (uid, pos) for pos, rid in enumerate(manifest)})
         res = self.interests.get(include=["documents", "metadatas", "embeddings"])
         embs = res["embeddings"] if res["embeddings"] is not None else []
-        rows = [
-            (m["user_id"], m["pos"], d, e)
-            for m, d, e in zip(res["metadatas"] or [], res["documents"] or [], embs, strict=True)
-            if gens.get(m["user_id"]) == m["gen"]
-        ]
+        rows = []
+        for rid, m, d, e in zip(res["ids"], res["metadatas"] or [], res["documents"] or [], embs, strict=True):
+            if rid in place:
+                rows.append((*place[rid], d, e))
+            elif "gen" in m and legacy.get(m["user_id"]) == m["gen"]:
+                rows.append((m["user_id"], m["pos"], d, e))
         rows.sort(key=lambda r: (r[0], r[1]))
         return [(u, SubInterest.model_validate_json(d), np.asarray(e, dtype=np.float32)) for u, _, d, e in rows]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from interestlens.agent.models import EvidenceSpan, InterestProfile, Polarity, SubInterest
-from interestlens.agent.profile import effective_weight, merge_interests, prune, prune_stale
+from interestlens.agent.profile import effective_weight, interest_text, merge_interests, prune, prune_stale
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -118,3 +118,37 @@ def test_prune_stale_measures_decay_against_the_profiles_newest_evidence():
     assert [d.name for d in prune_stale(prof, 90, floor=0.05)] == ["jazz"]
     assert [i.name for i in prof.interests] == ["muted too", "hiking"]
     assert prune_stale(prof, 90, floor=0.0) == []  # 0 turns pruning off
+
+
+def test_merge_with_the_stored_vectors_embeds_only_the_new_interests(embedder, settings):
+    """Passing the store's vectors changes the cost, never the outcome: the same merge as embedding everything."""
+    texts: list[str] = []
+
+    class Counting:
+        model_id, dim = embedder.model_id, embedder.dim
+
+        def embed(self, batch):
+            texts.extend(batch)
+            return embedder.embed(batch)
+
+    prof = merge_interests(
+        InterestProfile(user_id="u"),
+        [_interest("science fiction movies"), _interest("jazz piano"), _interest("horror movies", Polarity.DISLIKE)],
+        embedder, settings, now=T0,
+    ).profile
+    later = T0 + timedelta(days=3)
+    new = [_interest("science fiction films", start=40, ts=later), _interest("sourdough baking", start=70, ts=later)]
+    plain = merge_interests(prof, new, embedder, settings, now=later)
+    own = embedder.embed([interest_text(i) for i in prof.interests])
+    vectors = dict(zip((i.id for i in prof.interests), own, strict=True))
+    stored = merge_interests(prof, new, Counting(), settings, now=later, stored_vectors=vectors)
+    assert texts == [interest_text(i) for i in new]  # the profile's own interests were not embedded again
+    assert stored.profile == plain.profile
+    assert [i.id for i in stored.reinforced] == [i.id for i in plain.reinforced] and len(plain.reinforced) == 1
+    assert [i.id for i in stored.added] == [i.id for i in plain.added]
+    # an interest the store has no vector for (say, a profile saved by an older release) is embedded
+    texts.clear()
+    partial = {k: v for k, v in vectors.items() if k != prof.interests[1].id}
+    again = merge_interests(prof, new, Counting(), settings, now=later, stored_vectors=partial)
+    assert texts == [interest_text(prof.interests[1])] + [interest_text(i) for i in new]
+    assert again.profile == plain.profile

@@ -160,11 +160,10 @@ def _assert_consistent(store: ChromaStore, user_id: str) -> InterestProfile | No
     if profile is None:
         return None
     committed = store.collections()["profiles"].get(ids=[user_id], include=["metadatas"])["metadatas"][0]
-    records = store.collections()["interests"].get(
-        where={"$and": [{"user_id": user_id}, {"gen": committed["gen"]}]}, include=["metadatas"]
-    )
-    assert len(records["ids"]) == len(profile.interests) == committed["n_interests"]
-    assert {m["version"] for m in records["metadatas"]} <= {profile.version}
+    manifest = store._profile_commits.committed_records(user_id)
+    records = store.collections()["interests"].get(ids=manifest, include=["metadatas"])
+    assert len(manifest) == len(profile.interests) == committed["n_interests"] == len(records["ids"])
+    assert all(m["version"] <= profile.version for m in records["metadatas"])
     assert set(store.interest_embeddings(user_id)) == {i.id for i in profile.interests}
     return profile
 

@@ -34,6 +34,8 @@ from interestlens.agent.models import (
 from interestlens.agent.profile import interest_text
 from interestlens.stores.chroma_store import ChromaStore
 from interestlens.stores.items import item_embedding_text
+from interestlens.stores.profile_commits import record_id
+from interestlens.stores.vectors import DUMMY
 
 CATALOG = [
     Item(
@@ -658,3 +660,71 @@ def test_query_is_exact_and_ties_break_by_id(store, embedder):
     twins = [i for i, _ in store.query_items(q[0], n=10)[0] if i.startswith("dup")]
     assert twins == ["dupb", "dupd"]
     assert [i for i, _ in store.query_items(q[0], n=3, where={"kind": "twin"})[0]] == ["dupb", "dupd", "dupc"]
+
+
+def test_a_save_writes_and_embeds_only_what_changed(store, embedder):
+    """Unchanged interests are the same records (not embedded or written again); superseded ones are collected."""
+    counting = CountingEmbedder(embedder)
+    store.embedder = counting
+    v1 = make_profile("carol", 1, ["jazz", "science fiction", "hiking"])
+    store.save_profile(v1)
+    assert len(counting.texts) == 3
+    v2 = v1.model_copy(deep=True, update={"version": 2})
+    v2.interests[1].weight = 9.0  # one interest changed, the text it is embedded from did not
+    v2.interests.append(SubInterest(name="sourdough baking"))
+    store.save_profile(v2)
+    assert counting.texts[3:] == [interest_text(v2.interests[1]), interest_text(v2.interests[3])]
+    assert store.load_profile("carol") == v2
+    recs = store.collections()["interests"].get(where={"user_id": "carol"}, include=["metadatas"])
+    by_name = {m["name"]: m["version"] for m in recs["metadatas"]}
+    assert by_name == {"jazz": 1, "science fiction": 2, "hiking": 1, "sourdough baking": 2}  # v1's copy collected
+    assert store._profile_commits.committed_records("carol") == [
+        record_id("carol", i.model_dump_json()) for i in v2.interests
+    ]
+    n = len(counting.texts)
+    store.save_profile(v2.model_copy(update={"version": 3}))  # nothing changed: nothing embedded
+    assert len(counting.texts) == n and store.load_profile("carol").version == 3
+    store.embedder = embedder
+
+
+def _write_legacy_profile(store: ChromaStore, profile: InterestProfile, gen: str, embedder) -> None:
+    """A profile as releases before manifests wrote it: records `uid/gen/pos` carrying gen and pos."""
+    uid = profile.user_id
+    cols = store.collections()
+    vecs = embedder.embed([interest_text(i) for i in profile.interests])
+    cols["interests"].upsert(
+        ids=[f"{uid}/{gen}/{pos}" for pos in range(len(profile.interests))],
+        embeddings=vecs,
+        metadatas=[
+            {"user_id": uid, "gen": gen, "version": profile.version, "pos": pos, "interest_id": it.id,
+             "name": it.name, "polarity": it.polarity.value, "origin": it.origin.value, "muted": it.muted,
+             "weight": float(it.weight)}
+            for pos, it in enumerate(profile.interests)
+        ],
+        documents=[it.model_dump_json() for it in profile.interests],
+    )
+    cols["profiles"].upsert(
+        ids=[uid],
+        embeddings=[DUMMY],
+        metadatas=[{"user_id": uid, "gen": gen, "version": profile.version, "n_interests": len(profile.interests)}],
+        documents=[profile.model_dump_json(exclude={"interests"})],
+    )
+
+
+def test_a_profile_saved_before_manifests_is_read_and_converted_by_its_next_save(store, embedder):
+    old = make_profile("dave", 4, ["modal jazz", "space opera", "trail running"], dislike="horror movies")
+    _write_legacy_profile(store, old, "0" * 32, embedder)
+    stale = make_profile("dave", 3, ["polka"])
+    _write_legacy_profile(store, stale, "1" * 32, embedder)  # an older generation a kill left behind
+    _write_legacy_profile(store, old, "0" * 32, embedder)  # ... and the committed one is the newer
+    assert store.load_profile("dave") == old
+    assert set(store.interest_embeddings("dave")) == {i.id for i in old.interests}
+    assert [i.name for u, i, _ in store.all_interests() if u == "dave"] == [i.name for i in old.interests]
+    new = old.model_copy(deep=True, update={"version": 5})
+    new.interests[0].weight = 3.0
+    store.save_profile(new)
+    assert store.load_profile("dave") == new
+    recs = store.collections()["interests"].get(where={"user_id": "dave"}, include=["metadatas"])
+    assert len(recs["ids"]) == len(new.interests)  # every legacy record, committed or stale, is gone
+    assert not any("gen" in m for m in recs["metadatas"])
+    assert [i.name for u, i, _ in store.all_interests() if u == "dave"] == [i.name for i in new.interests]
