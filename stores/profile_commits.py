@@ -104,8 +104,9 @@ class ProfileCommits:
 
     def _collect(self, uid: str, committed: set[str], version: int) -> None:
         """Delete this user's records that the manifest just committed does not name. Only those written by a save
-        of the same or an older version, and not named by the manifest committed now: never what a newer save (another
-        process on a shared server, where the user lease failed) wrote or reuses."""
+        of the same or an older version and not named by the manifest current now, so a newer save's records (another
+        process on a shared server) survive; saves of one user are serialised by the user lease, which is what keeps
+        a record that a concurrent, not yet committed save reuses."""
         rec = self.profiles.get(ids=[uid], include=["documents"])
         if rec["ids"]:
             committed = committed | set(_manifest(rec["documents"][0]) or [])
