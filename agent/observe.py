@@ -184,9 +184,10 @@ def observe(
                 profile.history.append(h.id)
         known_seen = {str(i) for i in seen} - set(profile.history) - set(profile.seen)
         profile.seen.extend(sorted(i.id for i in store.get_items(sorted(known_seen))))
-        outcome = merge_interests(
-            profile, linked + referenced + interests, embedder, settings, now=now,
-            stored_vectors=store.interest_embeddings(user_id) if before else None,
+        found = linked + referenced + interests
+        outcome = merge_interests(  # stored vectors are read only when there is something to merge
+            profile, found, embedder, settings, now=now,
+            stored_vectors=store.interest_embeddings(user_id) if before and found else None,
         )
         pruned = prune_stale(outcome.profile, settings.profile.half_life_days, settings.profile.prune_below)
         store.add_sources(user_id, sources + ref_sources + history_sources)

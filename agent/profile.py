@@ -85,12 +85,11 @@ def merge_interests(
     existing = merged.interests
     new_list = [n.model_copy(deep=True) for n in new]
     stored = stored_vectors or {}
-    todo = [i for i in existing if i.id not in stored] + new_list
-    vecs = embedder.embed([interest_text(i) for i in todo])
-    fresh = dict(zip((id(i) for i in todo), vecs, strict=True))
-    old_vecs = np.array([stored[e.id] if id(e) not in fresh else fresh[id(e)] for e in existing], dtype=np.float32)
-    old_vecs = old_vecs.reshape(len(existing), -1) if len(existing) else old_vecs
-    new_vecs = vecs[len(todo) - len(new_list) :]
+    missing = [e for e in existing if e.id not in stored]
+    vecs = embedder.embed([interest_text(i) for i in missing + new_list])
+    vector_of = {**stored, **{e.id: v for e, v in zip(missing, vecs, strict=False)}}
+    old_vecs = np.array([vector_of[e.id] for e in existing], dtype=np.float32).reshape(len(existing), vecs.shape[1])
+    new_vecs = vecs[len(missing) :]
 
     for k, cand in enumerate(new_list):
         match_idx: int | None = None
