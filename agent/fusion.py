@@ -3,6 +3,8 @@
 A candidate pool (agent/candidate_pool.py) carries one row of `FEATURES` per item. Two fusions read it:
 - `LinearFusion`: a weighted sum of the rank-normalised signals (`<signal>_rank` columns). The default, with
   weights stated in Settings; it needs no training data and keeps what the user said in charge on small catalogs.
+  Its weights can also be fit (evals/fitting.py: coordinate ascent on NDCG), which is what a few dozen users
+  support without over-fitting.
 - `LambdaRankFusion`: a LightGBM LambdaRank model over every column (raw values, ranks and query-level
   context such as "has the user named titles"), fit on a dataset's cases to maximise NDCG (`fit_lambdarank`).
   Fitting only ever happens on users other than those it will score (cross-validation in evals, or a user's
@@ -46,6 +48,10 @@ class Fusion(Protocol):
         """What results.json records about this fusion."""
         ...
 
+    def save(self, path: str | Path) -> None:
+        """Write it where `load_fusion` reads it (atomically)."""
+        ...
+
 
 def rank_normalise_array(values: np.ndarray) -> np.ndarray:
     """Positive values -> average rank / n in (0, 1] (best = 1.0); zero or negative values -> 0."""
@@ -67,23 +73,35 @@ def rank_normalise(scores: Mapping[str, float]) -> dict[str, float]:
     return {i: float(r) for i, r in zip(keys, ranks, strict=True)}
 
 
+def _save_fusion(path: str | Path, payload: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({**payload, "features": list(FEATURES)}))
+    tmp.replace(path)
+
+
 class LinearFusion:
     kind = "linear"
 
-    def __init__(self, weights: Mapping[str, float]) -> None:
+    def __init__(self, weights: Mapping[str, float], meta: Mapping[str, Any] | None = None) -> None:
         unknown = sorted(set(weights) - set(SIGNALS))
         if unknown:
             raise InvalidInputError(f"unknown fusion signal(s) {unknown}: choose from {', '.join(SIGNALS)}")
         self.weights = dict(weights)
-        self._vector = np.zeros(len(FEATURES))
+        self.meta = dict(meta or {})
+        self.score_vector = np.zeros(len(FEATURES))
         for name, w in self.weights.items():
-            self._vector[FEATURE_INDEX[f"{name}_rank"]] = float(w)
+            self.score_vector[FEATURE_INDEX[f"{name}_rank"]] = float(w)
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        return features @ self._vector if len(features) else np.zeros(0)
+        return features @ self.score_vector if len(features) else np.zeros(0)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "weights": self.weights}
+        return {"kind": self.kind, "weights": self.weights, **self.meta}
+
+    def save(self, path: str | Path) -> None:
+        _save_fusion(path, {"kind": self.kind, "weights": self.weights, "meta": self.meta})
 
 
 class LambdaRankFusion:
@@ -102,25 +120,23 @@ class LambdaRankFusion:
         return {"kind": self.kind, **self.meta}
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"kind": self.kind, "features": list(FEATURES), "meta": self.meta,
-                   "model": self.booster.model_to_string()}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(payload))
-        tmp.replace(path)
+        _save_fusion(path, {"kind": self.kind, "meta": self.meta, "model": self.booster.model_to_string()})
 
 
-def load_fusion(path: str | Path) -> LambdaRankFusion:
-    """A fitted fusion written by `LambdaRankFusion.save`; refuses one fit on other feature columns."""
+def load_fusion(path: str | Path) -> Fusion:
+    """A fitted fusion written by `<Fusion>.save`; refuses one fit on other feature columns."""
     import lightgbm as lgb
 
     try:
         payload = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise InvalidInputError(f"cannot read fusion model {path}: {e}") from e
-    if payload.get("features") != list(FEATURES):
+    if not isinstance(payload, dict) or payload.get("features") != list(FEATURES):
         raise InvalidInputError(f"fusion model {path} was fit on other features; refit it with `interestlens tune`")
+    if payload.get("kind") == LinearFusion.kind:
+        return LinearFusion(payload.get("weights") or {}, payload.get("meta"))
+    if payload.get("kind") != LambdaRankFusion.kind or not isinstance(payload.get("model"), str):
+        raise InvalidInputError(f"fusion model {path}: unknown kind {payload.get('kind')!r}")
     return LambdaRankFusion(lgb.Booster(model_str=payload["model"]), payload.get("meta"))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,14 +25,14 @@ from interestlens.agent.embeddings import make_embedder
 from interestlens.agent.errors import InvalidInputError
 from interestlens.agent.fusion import (
     FEATURE_INDEX,
+    FEATURES,
     FUSION_FILE,
     SIGNALS,
     Fusion,
-    LambdaRankFusion,
+    LinearFusion,
     fit_lambdarank,
     load_fusion,
 )
-from interestlens.evals import metrics as M
 from interestlens.evals.data import EvalCase, EvalDataset, load_dataset
 from interestlens.evals.eval_results import git_commit
 from interestlens.evals.leave_user_out import AgentEnvironment, default_cache_dir, fresh_user, user_loop
@@ -90,60 +90,181 @@ def collect_pools(
     return out
 
 
-def fit_fusion(pools: Sequence[LabelledPool], seed: int, **meta: Any) -> LambdaRankFusion:
-    """One ranker on these pools; its meta names the users it saw (so a test can prove who it did not)."""
+# The fusions a fit chooses between, simplest first (a tie goes to the simpler). Which one serves a dataset is
+# decided by an inner cross-validation over the training users only: LambdaRank wins with hundreds of users
+# (ReDial), a refit linear blend or one signal alone can win with a few dozen (MovieLens dev has 21), and a
+# user's own catalog gets whichever its data supports.
+LINEAR_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # weights coordinate ascent tries per signal
+LINEAR_SWEEPS = 4  # passes over the signals; it stops earlier when a pass improves nothing
+INNER_FOLDS = 3  # folds of the inner cross-validation that selects the fusion (over the training users)
+FIT_CANDIDATES = ("linear (settings)", *(f"{s} alone" for s in SIGNALS), "linear (fit)", "lambdarank")
+
+
+@dataclass
+class PoolBatch:
+    """Pools zero-padded into arrays, so one NDCG evaluation of a linear fusion is two numpy calls."""
+
+    x: np.ndarray  # [pools, items, features]
+    valid: np.ndarray  # [pools, items]: False on padding
+    gains: np.ndarray  # [pools, items]: 1.0 where the item is a held-out positive
+    idcg: np.ndarray  # [pools]: ideal DCG@k from the query's relevant count (positives outside the pool count)
+    k: int
+
+    @classmethod
+    def of(cls, pools: Sequence[LabelledPool], k: int = 10) -> PoolBatch:
+        n = max([len(p.ids) for p in pools] + [1])
+        x = np.zeros((len(pools), n, len(FEATURES)))
+        valid = np.zeros((len(pools), n), dtype=bool)
+        gains = np.zeros((len(pools), n))
+        disc = 1.0 / np.log2(np.arange(2, k + 2))
+        idcg = np.array([disc[: min(k, len(set(p.relevant)))].sum() for p in pools])
+        for i, p in enumerate(pools):
+            m = len(p.ids)
+            x[i, :m], valid[i, :m], gains[i, :m] = p.features, True, p.labels
+        return cls(x, valid, gains, idcg, k)
+
+    def ndcg(self, scores: np.ndarray) -> np.ndarray:
+        """ndcg@k per pool of ranking by `scores` [pools, items]; ties keep pool order (as pool_ndcg)."""
+        s = np.where(self.valid, scores, -np.inf)
+        top = np.argsort(-s, axis=1, kind="stable")[:, : self.k]
+        g = np.take_along_axis(self.gains, top, axis=1)
+        dcg = (g / np.log2(np.arange(2, top.shape[1] + 2))).sum(axis=1)
+        return np.divide(dcg, self.idcg, out=np.zeros_like(dcg), where=self.idcg > 0)
+
+    def linear_ndcg(self, weights: Mapping[str, float]) -> np.ndarray:
+        return self.ndcg(self.x @ LinearFusion(weights).score_vector)
+
+
+def fit_linear(pools: Sequence[LabelledPool], start: Mapping[str, float], **meta: Any) -> LinearFusion:
+    """Linear weights by coordinate ascent on mean ndcg@10 of these pools, from `start` (the settings' weights).
+
+    Six weights from a small grid: a model few users can fit without memorising them (LambdaRank's trees can).
+    """
+    batch = PoolBatch.of(pools)
+    w = {s: float(start.get(s, 0.0)) for s in SIGNALS}
+    best = float(batch.linear_ndcg(w).mean())
+    for _ in range(LINEAR_SWEEPS):
+        improved = False
+        for s in SIGNALS:
+            for v in LINEAR_GRID:
+                trial = {**w, s: v}
+                if v == w[s] or not any(trial.values()):
+                    continue
+                val = float(batch.linear_ndcg(trial).mean())
+                if val > best + 1e-9:
+                    best, w, improved = val, trial, True
+        if not improved:
+            break
     users = sorted({p.user_id for p in pools})
-    return fit_lambdarank([(p.features, p.labels) for p in pools], seed=seed,
-                          meta={"n_users": len(users), "train_users": users, **meta})
+    return LinearFusion(w, {"n_users": len(users), "train_users": users, "train_ndcg@10": round(best, 4), **meta})
+
+
+def _candidate(name: str, pools: Sequence[LabelledPool], seed: int, weights: Mapping[str, float],
+               **meta: Any) -> Fusion:
+    users = sorted({p.user_id for p in pools})
+    if name == "lambdarank":
+        return fit_lambdarank([(p.features, p.labels) for p in pools], seed=seed,
+                              meta={"n_users": len(users), "train_users": users, **meta})
+    if name == "linear (fit)":
+        return fit_linear(pools, weights, **meta)
+    if name == "linear (settings)":
+        return LinearFusion(weights, {"n_users": len(users), "train_users": users, **meta})
+    signal = name.removesuffix(" alone")
+    # Popularity breaks the ties of a sparse signal (most candidates have no EASE or mention score).
+    alone = {signal: 1.0} if signal == "popularity" else {signal: 1.0, "popularity": 1e-3}
+    return LinearFusion(alone, {"n_users": len(users), "train_users": users, **meta})
+
+
+def pools_ndcg(pools: Sequence[LabelledPool], fusion: Fusion) -> np.ndarray:
+    """ndcg@10 per pool of ranking it by `fusion` (one predict call over every pool)."""
+    if not pools:
+        return np.zeros(0)
+    batch = PoolBatch.of(pools)
+    flat = fusion.score(batch.x.reshape(-1, batch.x.shape[-1])).reshape(batch.valid.shape)
+    return batch.ndcg(flat)
+
+
+def fit_fusion(
+    pools: Sequence[LabelledPool], seed: int, weights: Mapping[str, float], *,
+    inner_folds: int = INNER_FOLDS, **meta: Any,
+) -> Fusion:
+    """The fusion for users outside `pools`: the candidate with the best inner cross-validated ndcg@10 over
+    these pools' users, refit on all of them. Its meta records every candidate's inner figure."""
+    users = sorted({p.user_id for p in pools})
+    k = max(2, min(inner_folds, len(users)))
+    folds = fold_of_users(users, k, seed + 1)  # another split than the outer folds'
+    per_pool: dict[str, np.ndarray] = {}
+    for name in FIT_CANDIDATES:
+        fitted = name in ("linear (fit)", "lambdarank")
+        if not fitted:  # nothing is fit: its figure on the training users is already out-of-sample
+            per_pool[name] = pools_ndcg(pools, _candidate(name, pools, seed, weights))
+            continue
+        vals = np.zeros(len(pools))
+        try:
+            for f in range(k):
+                held = [i for i, p in enumerate(pools) if folds[p.user_id] == f]
+                train = [p for p in pools if folds[p.user_id] != f]
+                vals[held] = pools_ndcg([pools[i] for i in held], _candidate(name, train, seed, weights))
+        except InvalidInputError as e:  # too few queries for LambdaRank in a fold
+            log.info("fusion candidate %s not fit in the inner folds: %s", name, e)
+            continue
+        per_pool[name] = vals
+    inner = {n: round(float(v.mean()), 4) if len(v) else 0.0 for n, v in per_pool.items()}
+    chosen = max(per_pool, key=lambda n: (round(float(per_pool[n].mean()), 6), -FIT_CANDIDATES.index(n)))
+    return _candidate(chosen, pools, seed, weights, selected=chosen, inner_cv_ndcg10=inner, inner_folds=k, **meta)
 
 
 def cross_validated_fusions(
-    pools: Sequence[LabelledPool], k: int = DEFAULT_FOLDS, seed: int = 0
-) -> tuple[dict[str, LambdaRankFusion], dict[str, int]]:
-    """Per user, a fusion fit on the other folds' users only; and each user's fold."""
+    pools: Sequence[LabelledPool], weights: Mapping[str, float], k: int = DEFAULT_FOLDS, seed: int = 0
+) -> tuple[dict[str, Fusion], dict[str, int]]:
+    """Per user, a fusion selected and fit on the other folds' users only; and each user's fold."""
     users = sorted({p.user_id for p in pools})
     k = max(2, min(k, len(users)))
     folds = fold_of_users(users, k, seed)
     models = {
-        f: fit_fusion([p for p in pools if folds[p.user_id] != f], seed, fold=f, folds=k) for f in range(k)
+        f: fit_fusion([p for p in pools if folds[p.user_id] != f], seed, weights, fold=f, folds=k)
+        for f in range(k)
     }
     return {u: models[folds[u]] for u in users}, folds
 
 
-def pool_ndcg(pools: Sequence[LabelledPool], score: Any, k: int = 10) -> float:
-    """Mean ndcg@k of ranking each pool by `score(pool) -> array` (fusion only: no filter, no MMR)."""
-    vals = []
-    for p in pools:
-        s = score(p)
-        order = np.argsort(-s, kind="stable")
-        vals.append(M.ndcg_at_k([p.ids[i] for i in order[:k]], p.relevant, k))
-    return float(np.mean(vals)) if vals else 0.0
-
-
 def ablation_table(
-    pools: Sequence[LabelledPool], models: dict[str, LambdaRankFusion], k_folds: int, seed: int
+    pools: Sequence[LabelledPool], models: Mapping[str, Fusion], weights: Mapping[str, float], k_folds: int,
+    seed: int,
 ) -> dict[str, float]:
-    """Offline ndcg@10 on the collected pools: each signal alone (its raw value), the cross-validated fusion,
-    and the fusion refit without each signal (cross-validated the same way)."""
+    """Offline ndcg@10 on the collected pools: each signal alone, the settings' linear blend, the
+    cross-validated fusion, and the fusion selected and refit without each signal (cross-validated the same way)."""
     table: dict[str, float] = {}
-    for s in SIGNALS:
-        col = FEATURE_INDEX[f"{s}_raw"]
-        pop = FEATURE_INDEX["popularity_raw"]
-        table[f"{s} alone"] = pool_ndcg(pools, lambda p, c=col, q=pop: p.features[:, c] + 1e-6 * p.features[:, q])
-    table["fusion (cv)"] = pool_ndcg(pools, lambda p: models[p.user_id].score(p.features))
+    for name in FIT_CANDIDATES[: 1 + len(SIGNALS)]:  # the candidates nothing is fit for
+        table[name] = float(pools_ndcg(pools, _candidate(name, pools, seed, weights)).mean())
+    table["fusion (cv)"] = _cv_ndcg(pools, models)
     for s in SIGNALS:
         cols = [FEATURE_INDEX[f"{s}_raw"], FEATURE_INDEX[f"{s}_rank"]]
         if s == "text":
             cols.append(FEATURE_INDEX["text_max_similarity"])
-        masked = [_masked(p, cols) for p in pools]
         if not any(p.features[:, cols].any() for p in pools):
             continue  # the signal never fired: dropping it changes nothing
+        masked = [_masked(p, cols) for p in pools]
         try:
-            cv, _ = cross_validated_fusions(masked, k_folds, seed)
-        except Exception:
+            cv, _ = cross_validated_fusions(masked, {**weights, s: 0.0}, k_folds, seed)
+        except InvalidInputError:
             continue
-        table[f"fusion without {s}"] = pool_ndcg(masked, lambda p, m=cv: m[p.user_id].score(p.features))
-    return table
+        table[f"fusion without {s}"] = _cv_ndcg(masked, cv)
+    return {n: round(v, 4) for n, v in table.items()}
+
+
+def _cv_ndcg(pools: Sequence[LabelledPool], models: Mapping[str, Fusion]) -> float:
+    """Mean ndcg@10 of each pool ranked by its user's model (one predict call per distinct model)."""
+    vals = np.zeros(len(pools))
+    for model in {id(m): m for m in models.values()}.values():
+        idx = [i for i, p in enumerate(pools) if models[p.user_id] is model]
+        vals[idx] = pools_ndcg([pools[i] for i in idx], model)
+    return float(vals.mean()) if len(vals) else 0.0
+
+
+def _public(info: dict[str, Any]) -> dict[str, Any]:
+    """describe() without the long lists (train_users, params) results.json does not need per fold."""
+    return {k: v for k, v in info.items() if k not in ("train_users", "params")}
 
 
 def _masked(p: LabelledPool, cols: list[int]) -> LabelledPool:
@@ -186,9 +307,11 @@ def tune(
         pools = collect_pools(env, ds, ds.cases, protocol, seed, progress)
     finally:
         env.close()
-    by_user, _ = cross_validated_fusions(pools, folds, seed)
-    table = ablation_table(pools, by_user, folds, seed)
-    model = fit_fusion(pools, seed, dataset=str(data_dir), split=split, protocol=protocol, commit=git_commit())
+    weights = settings.fusion.weights
+    by_user, _ = cross_validated_fusions(pools, weights, folds, seed)
+    table = ablation_table(pools, by_user, weights, folds, seed)
+    model = fit_fusion(pools, seed, weights, inner_folds=folds, dataset=str(data_dir), split=split,
+                       protocol=protocol, commit=git_commit())
     model.save(out_path)
     report = {"out": str(out_path), "n_cases": len(ds.cases), "n_users": len({c.user_id for c in ds.cases}),
               "cross_validated_offline_ndcg@10": table, **model.describe()}
@@ -215,23 +338,24 @@ def fusion_per_user(
         train_cases = [c for o in others for c in load_dataset(data_dir, o).cases]  # cases only: same catalog
         pools = collect_pools(env, ds, train_cases, protocol, seed, progress)
         try:
-            model = fit_fusion(pools, seed, fit_on=others)
+            model = fit_fusion(pools, seed, env.settings.fusion.weights, inner_folds=folds, fit_on=others)
         except InvalidInputError as e:
             log.warning("fusion not fit on %s (%s): linear fusion", others, e)
             return {}, {"mode": f"linear (not fit: {e})", "weights": env.settings.fusion.weights}
         return dict.fromkeys(users, model), {"mode": f"fit on split(s) {', '.join(others)}", **model.describe()}
     pools = collect_pools(env, ds, ds.cases, protocol, seed, progress)
     try:
-        by_user, fold_of = cross_validated_fusions(pools, folds, seed)
+        by_user, fold_of = cross_validated_fusions(pools, env.settings.fusion.weights, folds, seed)
     except InvalidInputError as e:  # a handful of cases (a --limit run) cannot train a ranker
         log.warning("cross-validated fusion not fit (%s): linear fusion", e)
         return {}, {"mode": f"linear (cross-validation not possible: {e})", "weights": env.settings.fusion.weights}
     info = {
         "mode": f"{len(set(fold_of.values()))}-fold cross-validation over users (fit on the other folds)",
         "fold_of_user": fold_of,
-        "ablation_offline_ndcg@10": ablation_table(pools, by_user, folds, seed),
+        "ablation_offline_ndcg@10": ablation_table(pools, by_user, env.settings.fusion.weights, folds, seed),
         "ablation_note": "fusion only, on the collected pools (no dislike filter, no MMR); the system rows "
         "are the full pipeline",
-        **next(iter(by_user.values())).describe(),
+        "per_fold": {f: _public(by_user[next(u for u in users if fold_of[u] == f)].describe())
+                     for f in sorted(set(fold_of.values()))},
     }
     return by_user, info

@@ -13,7 +13,16 @@ from interestlens.agent.errors import InvalidInputError
 from interestlens.agent.fusion import FEATURE_INDEX, FEATURES, LinearFusion, fit_lambdarank, load_fusion
 from interestlens.evals import metrics as M
 from interestlens.evals.data import load_dataset
-from interestlens.evals.fitting import LabelledPool, cross_validated_fusions, fold_of_users
+from interestlens.evals.fitting import (
+    FIT_CANDIDATES,
+    LabelledPool,
+    PoolBatch,
+    cross_validated_fusions,
+    fit_fusion,
+    fit_linear,
+    fold_of_users,
+    pools_ndcg,
+)
 from interestlens.stores.behaviour import build_matrices, ease_scores, fit_ease
 
 # ---------------------------------------------------------------------------------------------- EASE
@@ -104,16 +113,76 @@ def test_too_few_queries_to_fit_is_a_clear_error():
         fit_lambdarank([(np.zeros((3, len(FEATURES))), np.array([1, 0, 0]))])
 
 
+WEIGHTS = Settings().fusion.weights
+
+
 def test_cross_validation_never_scores_a_user_with_a_model_that_saw_them():
     rng = np.random.default_rng(1)
     pools = [_pool(f"u{i}", 40, rng) for i in range(20) for _ in range(2)]
-    by_user, folds = cross_validated_fusions(pools, k=4, seed=0)
+    by_user, folds = cross_validated_fusions(pools, WEIGHTS, k=4, seed=0)
     assert set(folds.values()) == {0, 1, 2, 3}
     for user, model in by_user.items():
         trained_on = set(model.meta["train_users"])
         assert user not in trained_on
         assert trained_on == {u for u, f in folds.items() if f != folds[user]}
+        assert model.meta["selected"] in FIT_CANDIDATES
     assert fold_of_users(["a", "b", "c"], 2, 0) == fold_of_users(["c", "a", "b"], 2, 0)  # order-free
+
+
+def test_pool_batch_ndcg_equals_the_metric_registrys_ndcg():
+    """The vectorised NDCG the fits maximise is the reported metric: ties keep pool order, padding never ranks,
+    positives outside the pool lower the ideal DCG's reach exactly as ndcg_at_k counts them."""
+    rng = np.random.default_rng(3)
+    pools = [_pool(f"u{i}", n, rng) for i, n in enumerate([5, 12, 40, 3])]
+    pools[1].relevant.append("not-in-the-pool")
+    pools[1].features[:, FEATURE_INDEX["ease_rank"]] = 0.5  # all tied: pool order decides
+    fusion = LinearFusion({"ease": 1.0, "text": 0.5})
+    expected = [M.ndcg_at_k([p.ids[i] for i in np.argsort(-fusion.score(p.features), kind="stable")], p.relevant)
+                for p in pools]
+    assert np.allclose(pools_ndcg(pools, fusion), expected)
+    assert np.allclose(PoolBatch.of(pools).linear_ndcg(fusion.weights), expected)
+
+
+def test_linear_fit_finds_the_planted_signal_and_round_trips(tmp_path):
+    rng = np.random.default_rng(4)
+    pools = [_pool(f"u{i}", 60, rng) for i in range(20)]
+    for p in pools:
+        p.features[:, FEATURE_INDEX["ease_rank"]] = p.features[:, FEATURE_INDEX["ease_raw"]]
+        p.features[:, FEATURE_INDEX["popularity_rank"]] = p.features[:, FEATURE_INDEX["popularity_raw"]]
+    model = fit_linear(pools, {"popularity": 1.0})  # starts on the wrong signal
+    assert model.weights["ease"] > 4 * model.weights["popularity"]
+    got = pools_ndcg(pools, model)
+    assert all(np.isclose(v, 1.0) for v, p in zip(got, pools, strict=True) if p.relevant)  # positives first
+    path = tmp_path / "fusion.json"
+    model.save(path)
+    again = load_fusion(path)
+    assert again.kind == "linear" and again.weights == model.weights
+    assert np.allclose(again.score(pools[0].features), model.score(pools[0].features))
+
+
+def test_selection_is_inner_cross_validated_and_never_worse_than_its_simple_candidates():
+    """With a planted signal every candidate's inner figure is recorded, the winner is the best of them, and the
+    candidates nothing is fit for are scored on the training users as they are."""
+    rng = np.random.default_rng(5)
+    pools = [_pool(f"u{i}", 50, rng) for i in range(24)]
+    for p in pools:
+        p.features[:, FEATURE_INDEX["ease_rank"]] = p.features[:, FEATURE_INDEX["ease_raw"]]
+    model = fit_fusion(pools, 0, {"popularity": 1.0})
+    inner = model.meta["inner_cv_ndcg10"]
+    assert set(inner) == set(FIT_CANDIDATES)
+    assert model.meta["selected"] == max(inner, key=lambda n: (inner[n], -FIT_CANDIDATES.index(n)))
+    assert inner[model.meta["selected"]] >= inner["ease alone"] >= 0.9 > inner["popularity alone"]
+    assert model.meta["train_users"] == sorted(p.user_id for p in pools)
+
+
+def test_a_fusion_file_of_unknown_kind_is_a_clear_error(tmp_path):
+    path = tmp_path / "fusion.json"
+    path.write_text(json.dumps({"kind": "mystery", "features": list(FEATURES)}))
+    with pytest.raises(InvalidInputError, match="unknown kind"):
+        load_fusion(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(InvalidInputError, match="other features"):
+        load_fusion(path)
 
 
 # ---------------------------------------------------------------------------------------------- protocol
@@ -173,11 +242,12 @@ def test_tune_fits_stores_and_the_agent_loads_it(tmp_path, capsys):
                                    "--folds", "2", "--json"], env=env)
     assert res.exit_code == 0, res.output
     report = json.loads(res.output[res.output.index("{"):])
-    assert report["kind"] == "lambdarank" and report["n_users"] == 8
+    assert report["selected"] in FIT_CANDIDATES and report["n_users"] == 8
+    assert set(report["inner_cv_ndcg10"]) <= set(FIT_CANDIDATES)
     assert "fusion (cv)" in report["cross_validated_offline_ndcg@10"]
     agent = InterestAgent(Settings(store=str(store), llm="none"))
     try:
-        assert agent.fusion.kind == "lambdarank"
+        assert agent.fusion.kind == report["kind"] and agent.fusion.describe()["selected"] == report["selected"]
     finally:
         agent.close()
     with pytest.raises(SystemExit) as refused:
@@ -200,11 +270,12 @@ def test_eval_cross_validates_on_dev_and_never_fits_on_test(tmp_path):
               "progress": False, "cache_dir": tmp_path / "cache", "folds": 2}
     dev = run_recommend_eval(data, "dev", "full", out_dir=tmp_path / "dev", **common)
     fusion = dev.config["fusion"]
-    assert fusion["kind"] == "lambdarank" and "cross-validation" in fusion["mode"]
+    assert "cross-validation" in fusion["mode"]
+    assert {f["selected"] for f in fusion["per_fold"].values()} <= set(FIT_CANDIDATES)
     assert set(fusion["fold_of_user"]) == {f"u{i}" for i in range(8)}
     assert dev.config["commit"] and dev.config["settings"]["llm"] == "none"
     assert "Ablation" in (tmp_path / "dev" / "report.md").read_text()
     test = run_recommend_eval(data, "test", "full", **common)
     fit = test.config["fusion"]
-    assert fit["mode"] == "fit on split(s) dev"
+    assert fit["mode"] == "fit on split(s) dev" and fit["selected"] in FIT_CANDIDATES
     assert not set(fit["train_users"]) & {c.user_id for c in load_dataset(data, "test").cases}
