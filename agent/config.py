@@ -100,6 +100,9 @@ class RetrieveConfig(_Group):
     # of plain MMR. Off: on MovieLens dev (full, CV, commit beba724) ndcg@10 0.067 with it, 0.131 without
     # (run-to-run spread of that figure: about 0.03). It fixes what the walk-through shows, not what users liked.
     intent_slots: bool = False
+    # Every like intent gets at least one slot (agent/selection.intent_floor): the last slot goes to the best
+    # own match of an intent nothing in the top k speaks for ("lately I'm also into heist thrillers").
+    intent_floor: bool = True
     dislike_similarity: float = 0.55  # items closer than this to a dislike are filtered out
     # Cosine to an intent's query for an item to be credited to that intent (its justification names it): in a small
     # catalog every item is in every intent's list. 0.3: MiniLM's floor for "about the same topic" in the tests.

@@ -122,7 +122,7 @@ def recommend(
     candidates = retrieve(
         intents, working, store, embedder, settings, k=n_candidates, where=where,
         candidate_ids=list(candidate_ids) if candidate_ids is not None else None,
-        stats=stats, fusion=fusion, facets=facets_for(working, context),
+        stats=stats, fusion=fusion, facets=facets_for(working, context), shown=k,
     )
     if use_rerank and model is not None and candidates:
         recs = llm_rerank(

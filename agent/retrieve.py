@@ -26,7 +26,7 @@ from interestlens.agent.fusion import Fusion, LinearFusion
 from interestlens.agent.llm.base import Stopwatch
 from interestlens.agent.models import Candidate, Intent, InterestProfile, StageStats
 from interestlens.agent.protocols import Embedder, Store
-from interestlens.agent.selection import dislike_vectors, filter_and_diversify
+from interestlens.agent.selection import dislike_vectors, filter_and_diversify, intent_floor
 
 
 def rank_pool(
@@ -40,6 +40,7 @@ def rank_pool(
     k: int,
     stats: StageStats,
     facets: RequestFacets | None = None,
+    shown: int | None = None,
 ) -> list[Candidate]:
     """Fuse, filter dislikes (by embedding and by facet), diversify: the top k candidates, best first."""
     if not pool.ids or k <= 0:
@@ -63,6 +64,9 @@ def rank_pool(
     embs = dict(pool.embeddings)
     intents = (pool.intent_vectors, np.asarray(pool.intent_weights)) if cover else None
     chosen_ids = filter_and_diversify(ranked, fused, embs, store, dislike_vecs, k, settings, stats, intents)
+    if settings.retrieve.intent_floor and len(pool.intent_ids) >= 2 and pool.intent_vectors is not None:
+        chosen_ids = intent_floor(chosen_ids, ranked, pool.by_intent, pool.intent_ids, pool.intent_vectors, embs,
+                                  store, dislike_vecs, settings, shown=min(shown or k, k))
     items = pool.items
     missing = [i for i in chosen_ids if i not in items]
     if missing:
@@ -73,8 +77,9 @@ def rank_pool(
             continue
         contrib = pool.by_intent.get(i, {})
         if pool.intent_vectors is not None and i in embs and contrib:
-            # The intent the item is closest to speaks for it: retrieval rank says which list found it, not
-            # which of the user's words it answers (a sci-fi thriller found by the heist query is sci-fi).
+            # The intent the item is closest to speaks for it (first: selection.speaking_intent): retrieval rank
+            # says which list found it, not which of the user's words it answers (a sci-fi thriller found by the
+            # heist query is sci-fi).
             cos = dict(zip(pool.intent_ids, (pool.intent_vectors @ embs[i]).tolist(), strict=True))
             intent_ids = sorted(contrib, key=lambda iid: (-cos.get(iid, 0.0), iid))
         else:
@@ -99,8 +104,11 @@ def retrieve(
     popularity: Mapping[str, float] | None = None,
     fusion: Fusion | None = None,
     facets: RequestFacets | None = None,
+    shown: int | None = None,
 ) -> list[Candidate]:
     """Up to k candidates, best first, with per-signal scores (rank-normalised) and contributing intent ids.
+
+    `shown`: how many of them a person sees (default k); every like intent gets one of those slots.
 
     `fusion`: a fitted ranker (agent.fusion); default: the linear blend of `settings.fusion.weights`.
     """
@@ -114,7 +122,7 @@ def retrieve(
     )
     out = rank_pool(
         pool, profile, store, embedder, settings, fusion or LinearFusion(settings.fusion.weights),
-        k=k, stats=stats, facets=facets,
+        k=k, stats=stats, facets=facets, shown=shown,
     )
     stats.latency_ms["retrieve"] = stats.latency_ms.get("retrieve", 0.0) + sw.ms
     return out

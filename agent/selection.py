@@ -3,6 +3,8 @@
 Dislikes: anything within `settings.retrieve.dislike_similarity` (cosine) of an active dislike is dropped. Diversity:
 MMR (`mmr_lambda`) on item embeddings over the fused top of the pool, or, with 2+ intents and
 `settings.retrieve.intent_slots`, MMR in slots shared out among the intents by weight (`proportional_select`).
+Coverage (`settings.retrieve.intent_floor`, `intent_floor`): a like intent no selected item speaks for gets its best
+own match in the last slot, so a second thing the user said is never crowded out entirely.
 """
 
 from __future__ import annotations
@@ -75,6 +77,64 @@ def proportional_select(
         available[best] = False
         max_sim = np.maximum(max_sim, sims[best])
     return chosen
+
+
+def speaking_intent(item_id: str, by_intent: Mapping[str, Mapping[str, float]], cos: Mapping[str, float]) -> str | None:
+    """The intent an item's justification names: of the intents whose lists found it, the one it is closest to."""
+    found = by_intent.get(item_id)
+    if not found:
+        return None
+    return min(found, key=lambda iid: (-cos.get(iid, 0.0), iid))
+
+
+def intent_floor(
+    chosen: list[str], ranked: list[str], by_intent: Mapping[str, Mapping[str, float]], intent_ids: list[str],
+    intent_vectors: np.ndarray, embs: dict[str, np.ndarray], store: Store, dislike_vecs: np.ndarray | None,
+    settings: Settings, shown: int, scan: int = 50,
+) -> list[str]:
+    """`chosen` with each like intent that none of the first `shown` items speaks for given one of those slots,
+    filled by its best own match (the first of its ranked list, among `ranked`, that is not disliked and speaks
+    for it). The slot is the last shown one whose item is not another intent's only voice; the item it held moves
+    down to the first unshown place. A floor of one, not a quota (PM-2 quotas measured worse, see
+    RetrieveConfig.intent_slots), so the fused order keeps every slot above it."""
+    def cos_of(i: str) -> dict[str, float]:
+        return dict(zip(intent_ids, (intent_vectors @ embs[i]).tolist(), strict=True))
+
+    head, tail = list(chosen[:shown]), list(chosen[shown:])
+    need = [i for i in head if i not in embs]
+    if need:
+        embs.update(store.item_embeddings(need))
+    voice = {i: speaking_intent(i, by_intent, cos_of(i)) if i in embs else None for i in head}
+    out = head
+    limit = settings.retrieve.dislike_similarity
+    for intent in intent_ids:  # in weight order (compose orders intents by weight)
+        if intent in voice.values():
+            continue
+        own = sorted((i for i in ranked if intent in by_intent.get(i, {}) and i not in voice),
+                     key=lambda i: -by_intent[i][intent])[:scan]
+        missing = [i for i in own if i not in embs]
+        if missing:
+            embs.update(store.item_embeddings(missing))
+        pick = None
+        for i in own:
+            if i not in embs or speaking_intent(i, by_intent, cos_of(i)) != intent:
+                continue
+            if dislike_vecs is not None and float((dislike_vecs @ embs[i]).max()) >= limit:
+                continue
+            pick = i
+            break
+        if pick is None:
+            continue
+        counts = {v: list(voice.values()).count(v) for v in set(voice.values())}
+        slot = next((n for n in range(len(out) - 1, -1, -1)
+                     if voice[out[n]] is None or counts[voice[out[n]]] > 1), None)
+        if slot is None:
+            continue
+        del voice[out[slot]]
+        tail = [out[slot], *(i for i in tail if i != pick)]
+        out[slot] = pick
+        voice[pick] = intent
+    return out + tail
 
 
 def dislike_vectors(profile: InterestProfile, embedder: Embedder) -> np.ndarray | None:
