@@ -18,7 +18,7 @@ import httpx
 
 from interestlens.agent.errors import InvalidInputError, StoreError
 from interestlens.stores.dir_lock import acquire_dir_lock, release_dir_lock
-from interestlens.stores.index_repair import repair_truncated_indexes
+from interestlens.stores.index_repair import repair_indexes
 
 
 def default_state_dir(url: str) -> Path:
@@ -112,8 +112,9 @@ def open_directory(
     settings = _chroma_settings()
     lock_key = acquire_dir_lock(directory, lock_timeout)
     try:
-        client = chromadb.PersistentClient(path=str(directory), settings=settings)
-        repair_truncated_indexes(client, directory, vectors_for)  # after a kill mid-write
+        client = repair_indexes(  # after a kill mid-write
+            lambda: chromadb.PersistentClient(path=str(directory), settings=settings), directory, vectors_for
+        )
     except Exception as e:
         release_dir_lock(lock_key)
         raise StoreError(f"cannot open Chroma store in {directory}: {e}") from e

@@ -188,6 +188,8 @@ class ChromaStore:
     def _rebuilt_vectors(self, collection: str, documents: Sequence[str]) -> list[Any] | None:
         """The vectors of a user-data collection, rebuilt from its documents (index repair); None for items."""
         if collection == self._name("interests"):
+            if not documents:
+                return []
             texts = [interest_text(SubInterest.model_validate_json(d)) for d in documents]
             return list(embed_checked(self.embedder, texts))
         if collection in {self._name(n) for n in _ID_ONLY_COLLECTIONS}:

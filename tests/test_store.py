@@ -604,9 +604,12 @@ def test_second_process_gets_clear_error(store, vector_table):
     assert r.stdout.strip() == "opened 2", r.stderr
 
 
-def test_an_index_file_left_empty_by_a_kill_is_rebuilt_on_open(tmp_path, embedder):
-    """A SIGKILL while Chroma rewrites a segment's index_metadata.pickle leaves it empty, and every read of
-    that collection then fails. On open the store rebuilds those vectors from the records: nothing is lost."""
+@pytest.mark.parametrize("left", ["empty", "half-written"])
+def test_an_index_file_left_broken_by_a_kill_is_rebuilt_on_open(tmp_path, embedder, left):
+    """A SIGKILL while Chroma rewrites a segment's index_metadata.pickle leaves it empty or cut short, and every
+    read of that collection then fails inside Chroma (for the cut-short file: "Error sending backfill request to
+    compactor", the family CI once met after a kill). On open the store rebuilds those vectors from the records,
+    with a fresh client where a read had already failed: nothing is lost."""
     location = tmp_path / "store"
     store = ChromaStore(str(location), embedder)
     for v in range(1, 4):
@@ -617,7 +620,8 @@ def test_an_index_file_left_empty_by_a_kill_is_rebuilt_on_open(tmp_path, embedde
     pickles = list(location.glob("*/index_metadata.pickle"))
     assert pickles
     for p in pickles:
-        p.write_bytes(b"")  # what the kill leaves
+        data = p.read_bytes()
+        p.write_bytes(b"" if left == "empty" else data[: len(data) // 2])  # what the kill leaves
     store = ChromaStore(str(location), embedder)
     try:
         profile = store.load_profile("u")
