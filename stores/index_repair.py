@@ -25,40 +25,34 @@ _log = logging.getLogger(__name__)
 _INDEX_FILE = "index_metadata.pickle"
 
 
+def _vector_segment_names(directory: Path) -> dict[str, str]:
+    """Segment id (its folder's name) -> collection name, for every vector segment, from Chroma's SQLite catalog."""
+    db = sqlite3.connect(f"file:{directory / 'chroma.sqlite3'}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT s.id, c.name FROM segments s JOIN collections c ON s.collection = c.id WHERE s.scope = 'VECTOR'"
+        ).fetchall()
+    finally:
+        db.close()
+    return dict(rows)
+
+
 def truncated_segments(directory: Path) -> dict[str, Path]:
     """Collection name -> segment folder, for every vector segment whose index metadata file is empty."""
     empty = {p.parent.name: p.parent for p in directory.glob(f"*/{_INDEX_FILE}") if p.stat().st_size == 0}
     if not empty:
         return {}
-    db = sqlite3.connect(f"file:{directory / 'chroma.sqlite3'}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT s.id, c.name FROM segments s JOIN collections c ON s.collection = c.id "
-            f"WHERE s.id IN ({','.join('?' * len(empty))})",
-            list(empty),
-        ).fetchall()
-    finally:
-        db.close()
-    return {name: empty[seg] for seg, name in rows}
+    return {name: empty[seg] for seg, name in _vector_segment_names(directory).items() if seg in empty}
 
 
 VectorsFor = Callable[[str, Sequence[str]], Sequence[Sequence[float]] | None]
 
 
 def vector_segments(directory: Path, names: Sequence[str]) -> dict[str, Path]:
-    """Collection name -> its vector segment's folder (where one exists), read from Chroma's SQLite catalog."""
-    if not names:
-        return {}
-    db = sqlite3.connect(f"file:{directory / 'chroma.sqlite3'}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT s.id, c.name FROM segments s JOIN collections c ON s.collection = c.id "
-            f"WHERE s.scope = 'VECTOR' AND c.name IN ({','.join('?' * len(names))})",
-            list(names),
-        ).fetchall()
-    finally:
-        db.close()
-    return {name: directory / seg for seg, name in rows if (directory / seg).is_dir()}
+    """Collection name -> its vector segment's folder, for those of `names` that have one on disk."""
+    wanted = set(names)
+    return {name: directory / seg for seg, name in _vector_segment_names(directory).items()
+            if name in wanted and (directory / seg).is_dir()}
 
 
 def unreadable_collections(client: Any, vectors_for: VectorsFor) -> list[str]:
