@@ -48,7 +48,7 @@ class LLMStages(_Group):
 class LlamaCppConfig(_Group):
     n_ctx: int = 2048  # every template is sized to fit 2k, the packaged model's training context
     n_gpu_layers: int = 0  # -1 = offload every layer when llama.cpp was built with CUDA
-    n_threads: int | None = None  # None: llama.cpp's default (the physical cores)
+    n_threads: int | None = None  # None: per call, every core when other processes leave them idle, else half
 
 
 class OpenAIConfig(_Group):

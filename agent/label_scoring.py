@@ -29,7 +29,7 @@ from interestlens.agent.models import Candidate, EvidenceSpan, Intent, InterestP
 from interestlens.agent.prompting import RenderedPrompt, render
 from interestlens.agent.tracing import llm_span
 
-MAX_JUSTIFICATION = 200  # chars of a written justification (120 when more than 8 share one reply)
+MAX_JUSTIFICATION = 120  # chars of a written justification: one short sentence (90 when more than 8 share a reply)
 MAX_EVIDENCE = 12  # numbered quotes shown to the LLM
 LABELS = tuple(chr(ord("A") + n) for n in range(20))  # (A)...(T), as in LlamaRec
 
@@ -79,20 +79,38 @@ def _response_model(labels: Sequence[str], intent_ids: Sequence[str], evidence_i
     )
 
 
+def intent_labels(intents: Sequence[Intent]) -> list[str]:
+    """I1, I2, ... for the prompt and the reply's enum: an intent's own id costs ~8 tokens each time it is read
+    or written."""
+    return [f"I{n + 1}" for n in range(len(intents))]
+
+
+def candidate_snippet(item: Candidate, n_chars: int) -> str:
+    """The start of an item's text after its title (item text usually repeats the title first)."""
+    text = item.item.text.strip()
+    title = item.item.title.strip()
+    if title and text.startswith(title):
+        text = text[len(title):].lstrip(" .:;,-|")
+    return clip_prefix(text, n_chars)
+
+
 def candidates_prompt(
     name: str, presented: Sequence[Candidate], intents: Sequence[Intent], profile: InterestProfile,
     evidence: Sequence[tuple[str, EvidenceSpan]], context: str | None,
 ) -> RenderedPrompt:
-    """Template `name` rendered with `presented` labelled (A)... in that order: title and a text snippet each."""
-    snippet = max(60, min(300, 1600 // max(1, len(presented))))
+    """Template `name` rendered with `presented` labelled (A)... in that order: title and a text snippet each.
+
+    The snippet shrinks with the number of candidates (50 chars each of 20, 200 of 5): the scoring pass costs
+    prompt evaluation, ~2-7 ms a token on 2 cores with the packaged model (bench/llm_path.py)."""
+    snippet = max(50, min(200, 1000 // max(1, len(presented))))
     return render(
         name,
         intents=[
-            {"id": i.id, "name": i.name, "interests": [m.name for m in intent_members(i, profile)][:6]}
-            for i in intents
+            {"id": lab, "name": i.name, "interests": [m.name for m in intent_members(i, profile)][:6]}
+            for lab, i in zip(intent_labels(intents), intents, strict=True)
         ],
         evidence=[{"id": eid, "text": clip_prefix(e.text, MAX_QUOTE)} for eid, e in evidence],
-        candidates=[{"label": lab, "title": c.item.title, "text": clip_prefix(c.item.text, snippet)}
+        candidates=[{"label": lab, "title": c.item.title, "text": candidate_snippet(c, snippet)}
                     for lab, c in zip(labels_for(len(presented)), presented, strict=True)],
         context=context,
     )
@@ -105,16 +123,18 @@ def ask_picks(
 ) -> list[Pick]:
     """The model's picks (in its order) for `presented`: listwise ranking, or justifications of the top k."""
     n = len(presented)
-    max_just = MAX_JUSTIFICATION if n <= 8 else 120
+    max_just = MAX_JUSTIFICATION if n <= 8 else 90
     labels = labels_for(n)
     prompt = candidates_prompt(template, presented, intents, profile, evidence, context)
-    model = _response_model(labels, [i.id for i in intents], [e for e, _ in evidence], max_just)
+    intent_of = dict(zip(intent_labels(intents), (i.id for i in intents), strict=True))
+    model = _response_model(labels, list(intent_of), [e for e, _ in evidence], max_just)
     reply = structured_call(llm, prompt, model, stats=stats, max_tokens=min(1536, 40 + n * (30 + max_just // 3)))
     by_label = dict(zip(labels, presented, strict=True))
     picks = []
     for r in reply.ranking:  # type: ignore[attr-defined]
         evidence_ids = list(dict.fromkeys(getattr(r, "evidence_ids", [])))
-        picks.append(Pick(by_label[r.label].item.id, getattr(r, "intent", None), evidence_ids,
+        intent = getattr(r, "intent", None)
+        picks.append(Pick(by_label[r.label].item.id, intent_of.get(intent) if intent else None, evidence_ids,
                           r.justification.strip()))
     return picks
 

@@ -115,6 +115,11 @@ def clean_line(text: object, limit: int | None = None) -> str:
     return line
 
 
+def data_line(text: object, limit: int | None = None) -> str:
+    """Untrusted text as one line for a block the template fences itself: no fence marker, no line break."""
+    return clean_line(strip_fence_markers(str(text)), limit)
+
+
 def inline_data(text: object, limit: int | None = None) -> str:
     """Untrusted text for a host model, on one line and fenced: `<<<DATA text DATA>>>` (cut inside the fence)."""
     return f"{FENCE} {clean_line(strip_fence_markers(str(text)), limit)} {FENCE_END}"
@@ -165,6 +170,10 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["data"] = fence_data
+    # Inside a block the template fences once (a list of quotes or candidates): one line per value, so a value
+    # can neither close the fence nor start a line that looks like another entry; a fence per value cost ~8
+    # tokens each (160 of a 20-candidate scoring prompt).
+    env.filters["data_line"] = data_line
     return env
 
 

@@ -2,7 +2,8 @@
 
 The LLM scores the candidates (agent.label_scoring: label-token log-probabilities averaged over seeded orders,
 or listwise generation where the backend has no log-probabilities). Its score enters the fusion here: order by
-`candidate.score + weight * rank_normalised(llm score)`, `weight` per model id from `settings.reranker.llm_rank_weights`
+`rank_normalised(retrieval score) + weight * rank_normalised(llm score)` (`fuse_llm_rank`; both on one scale, so a
+weight fit with one fusion holds for another), `weight` per model id from `settings.reranker.llm_rank_weights`
 (default `llm_rank_weight_default`, 0.0 until measured: then no scoring pass runs). `llm_rank_scores` is the
 scorer on its own, for fitting the weight. Justifications are written for the final top k only and checked
 (agent.justify), else the template justification (`justify_without_llm`) stands.
@@ -32,6 +33,16 @@ def rank_normalise_scores(scores: Mapping[str, float]) -> dict[str, float]:
     keys = list(scores)
     ranks = rankdata(np.array([scores[k] for k in keys], dtype=np.float64), method="average") / len(keys)
     return {k: float(r) for k, r in zip(keys, ranks, strict=True)}
+
+
+def fuse_llm_rank(base: Mapping[str, float], llm_scores: Mapping[str, float], weight: float) -> dict[str, float]:
+    """rank_normalised(base) + weight * rank_normalised(llm) over `base`'s items (missing LLM scores count 0).
+
+    Ranks, not raw scores: a LambdaRank score and a linear blend live on different scales, and the weight is
+    fit once per model (evals/llm_weight.py)."""
+    base_n = rank_normalise_scores(dict(base))
+    llm_n = rank_normalise_scores(dict(llm_scores)) if weight else {}
+    return {k: v + weight * llm_n.get(k, 0.0) for k, v in base_n.items()}
 
 
 def llm_weight(llm: StructuredLLM | None, settings: Settings) -> float:
@@ -93,7 +104,7 @@ def _rerank(candidates: Sequence[Candidate], intents: Sequence[Intent], profile:
     for c in head:  # the fusion contract: the LLM's rank-normalised score is one more signal of the candidate
         if c.item.id in normalised:
             c.signals["llm"] = normalised[c.item.id]
-    fused = {c.item.id: c.score + weight * normalised.get(c.item.id, 0.0) for c in head}
+    fused = fuse_llm_rank({c.item.id: c.score for c in head}, llm_scores, weight)
     final = sorted(head, key=lambda c: (-fused[c.item.id], position[c.item.id]))
     reranked_by: Literal["llm", "retrieval"] = "llm" if normalised else "retrieval"
 

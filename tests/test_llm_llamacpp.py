@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from typing import Literal
 
 import pytest
@@ -266,3 +268,43 @@ def test_concurrent_calls_are_serialised(tiny_llm):
     for t in threads:
         t.join()
     assert not errors and len(results) == 2 and all(isinstance(r, Summary) for r in results)
+
+
+# --- threads per call -----------------------------------------------------------------------------------------
+
+
+def test_other_processes_load_excludes_this_process(monkeypatch):
+    """Busy time of the machine minus this process's CPU time, per second of wall time."""
+    from interestlens.agent.llm.gguf import OtherProcessesLoad
+
+    samples = iter([(0.0, 100.0, 10.0), (2.0, 104.0, 13.0), (2.01, 104.0, 13.0)])
+    monkeypatch.setattr(OtherProcessesLoad, "_sample", staticmethod(lambda: next(samples)))
+    load = OtherProcessesLoad()
+    assert load.cores_busy() == pytest.approx(0.5)  # 4 busy core-seconds, 3 of them ours, in 2 s
+    monkeypatch.setattr("os.getloadavg", lambda: (1.75, 0.0, 0.0))
+    assert load.cores_busy() == 1.75  # 10 ms apart: too short to tell, the load average answers
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux only")
+def test_a_real_reading_counts_busy_seconds_and_this_process():
+    from interestlens.agent.llm.gguf import OtherProcessesLoad
+
+    first = OtherProcessesLoad._sample()
+    sum(i * i for i in range(300_000))
+    time.sleep(0.06)
+    second = OtherProcessesLoad._sample()
+    assert first is not None and second is not None
+    assert second[0] > first[0] and second[1] >= first[1] and second[2] > first[2]  # own CPU time grew
+
+
+def test_threads_follow_what_other_processes_leave_free(tiny_llm, monkeypatch):
+    monkeypatch.setattr(tiny_llm, "_fixed_threads", None)
+    monkeypatch.setattr(tiny_llm, "_cores", 4)
+    monkeypatch.setattr(tiny_llm._others_load, "cores_busy", lambda: 0.2)
+    assert tiny_llm.threads_for_now() == 4
+    monkeypatch.setattr(tiny_llm._others_load, "cores_busy", lambda: 2.5)
+    assert tiny_llm.threads_for_now() == 2
+    monkeypatch.setattr(tiny_llm._others_load, "cores_busy", lambda: None)
+    assert tiny_llm.threads_for_now() == 2
+    monkeypatch.setattr(tiny_llm, "_fixed_threads", 3)
+    assert tiny_llm.threads_for_now() == 3

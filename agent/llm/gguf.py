@@ -2,7 +2,8 @@
 
 The packaged models are found through their distributions' file lists (nothing is downloaded or imported).
 `weight_repack` and `serve_openai` (what `python -m interestlens.agent.llm.llamacpp` runs) turn off
-llama.cpp's CPU weight repacking, which crashes on some VMs.
+llama.cpp's CPU weight repacking, which crashes on some VMs. `OtherProcessesLoad` tells how many cores a call
+may take.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import importlib.util
+import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,3 +107,39 @@ def serve_openai(argv: list[str] | None = None) -> None:
     lc.llama_model_default_params = _without_repack(lc.llama_model_default_params)
     sys.argv = [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
     main()
+
+
+class OtherProcessesLoad:
+    """Cores that other processes kept busy between two calls: the machine's busy time (/proc/stat) minus this
+    process's CPU time (`os.times`). Linux only; None elsewhere or when unreadable."""
+
+    def __init__(self) -> None:
+        self._last = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                fields = f.readline().split()
+        except OSError:
+            return None
+        if not fields or fields[0] != "cpu" or len(fields) < 8:
+            return None
+        ticks = os.sysconf("SC_CLK_TCK")
+        user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[1:8])
+        steal = int(fields[8]) if len(fields) > 8 else 0
+        busy_s = (user + nice + system + irq + softirq + steal) / ticks
+        own = os.times()
+        return time.monotonic(), busy_s, own.user + own.system
+
+    def cores_busy(self) -> float | None:
+        """Cores other processes used since the previous reading (the first: since construction)."""
+        now = self._sample()
+        last, self._last = self._last, now
+        if now is None or last is None or now[0] - last[0] < 0.05:
+            # Too short to tell: the 1-minute load average, which this process has barely touched yet.
+            try:
+                return os.getloadavg()[0]
+            except OSError:
+                return None
+        return max(0.0, (now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0])

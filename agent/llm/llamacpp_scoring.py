@@ -32,6 +32,8 @@ class LlamaLabelScoring:
 
         def _fit_messages(self, prompt: RenderedPrompt, max_tokens: int) -> tuple[list[dict[str, str]], int]: ...
 
+        def _use_free_cores(self) -> None: ...
+
     def _detokenize(self, ids: list[int]) -> str:
         return self._llama.detokenize(ids).decode("utf-8", errors="ignore")
 
@@ -76,6 +78,7 @@ class LlamaLabelScoring:
         token_ids = self.label_token_ids(labels)
         sw = Stopwatch()
         with self._lock:
+            self._use_free_cores()
             messages, _ = self._fit_messages(prompt, 1)
             tokens = self._llama.tokenize(self._chat_text(messages).encode("utf-8"), add_bos=False, special=True)
             if len(tokens) >= self.n_ctx:
