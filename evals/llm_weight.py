@@ -300,11 +300,12 @@ def run(
         raise InvalidInputError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
     settings = settings or Settings()
     t0 = time.perf_counter()
+    commit = git_commit()  # at the start: the code that was loaded, whatever changes in the tree meanwhile
     queries, info = score_queries(data_dir, split, protocol, llm, settings, limit=limit, seed=seed, folds=folds,
                                   fusion=fusion, cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
                                   progress=progress)
     result = {
-        "commit": git_commit(), "split": split, "protocol": protocol, "protocol_text": PROTOCOL_TEXT[protocol],
+        "commit": commit, "split": split, "protocol": protocol, "protocol_text": PROTOCOL_TEXT[protocol],
         "llm": llm, "folds": folds, "seed": seed, "limit": limit, "weight_grid": list(WEIGHT_GRID),
         **info, **evaluate(queries, folds, seed),
         "settings": settings.model_dump(mode="json"),
