@@ -95,11 +95,13 @@ def test_scoring_rerank_fuses_and_constrains(tiny_llm, settings):
     recs = rerank(cands, intents, profile, None, llm=tiny_llm, settings=_weighted(settings, tiny_llm, 0.7),
                   stats=stats, k=2)
     _check(recs, cands, profile)
-    # the contract: signals["llm"] is the rank-normalised LLM score; the order is by score + weight * that
+    # the contract: signals["llm"] is the rank-normalised LLM score; the order is by the rank-normalised
+    # retrieval score + weight * that
     llm_signal = {c.item.id: c.signals["llm"] for c in cands}
     assert all(0.0 < v <= 1.0 for v in llm_signal.values()) and max(llm_signal.values()) == 1.0
+    base_rank = rank_normalise_scores(base)
     for r in recs:
-        assert r.score == pytest.approx(base[r.item.id] + 0.7 * llm_signal[r.item.id])
+        assert r.score == pytest.approx(base_rank[r.item.id] + 0.7 * llm_signal[r.item.id])
         assert r.reranked_by == "llm"
     assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
     # one scoring pass, then justifications of the top 2 (one call, or two with the retry)
