@@ -39,9 +39,11 @@ def fuse_llm_rank(base: Mapping[str, float], llm_scores: Mapping[str, float], we
     """rank_normalised(base) + weight * rank_normalised(llm) over `base`'s items (missing LLM scores count 0).
 
     Ranks, not raw scores: a LambdaRank score and a linear blend live on different scales, and the weight is
-    fit once per model (evals/llm_weight.py)."""
+    fit once per model (evals/llm_weight.py). At weight 0, or without LLM scores, `base` itself (same order)."""
+    if not weight or not llm_scores:  # the retrieval order as it is (and no scipy import on this path)
+        return dict(base)
     base_n = rank_normalise_scores(dict(base))
-    llm_n = rank_normalise_scores(dict(llm_scores)) if weight else {}
+    llm_n = rank_normalise_scores(dict(llm_scores))
     return {k: v + weight * llm_n.get(k, 0.0) for k, v in base_n.items()}
 
 
