@@ -122,7 +122,7 @@ def data_line(text: object, limit: int | None = None) -> str:
 
 def inline_data(text: object, limit: int | None = None) -> str:
     """Untrusted text for a host model, on one line and fenced: `<<<DATA text DATA>>>` (cut inside the fence)."""
-    return f"{FENCE} {clean_line(strip_fence_markers(str(text)), limit)} {FENCE_END}"
+    return f"{FENCE} {data_line(text, limit)} {FENCE_END}"
 
 
 # Text a host agent could read as an instruction: role prefixes, requests to call a tool or act on a user,

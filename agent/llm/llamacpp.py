@@ -114,7 +114,6 @@ class LlamaCppLLM(LlamaLabelScoring, Backend):
         if threads != self._threads:
             llama_cpp.llama_set_n_threads(self._llama._ctx.ctx, threads, threads)
             self._threads = threads
-        self._others_load = OtherProcessesLoad()
 
     @property
     def n_ctx(self) -> int:
