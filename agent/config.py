@@ -49,6 +49,9 @@ class LlamaCppConfig(_Group):
     n_ctx: int = 2048  # every template is sized to fit 2k, the packaged model's training context
     n_gpu_layers: int = 0  # -1 = offload every layer when llama.cpp was built with CUDA
     n_threads: int | None = None  # None: per call, every core when other processes leave them idle, else half
+    # KV states of each stage's system prompt kept in RAM (llamacpp_prefix.py); SmolLM2 needs ~23 KB per token,
+    # ~5 MB for the decompose prompt's. 0 turns it off.
+    prompt_cache_mb: int = 64
 
 
 class OpenAIConfig(_Group):

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from interestlens.agent.errors import LLMError
 from interestlens.agent.llm.base import Backend, LLMUsage, Reply, Stopwatch
 from interestlens.agent.llm.gguf import OtherProcessesLoad, serve_openai, weight_repack
+from interestlens.agent.llm.llamacpp_prefix import PrefixStates
 from interestlens.agent.llm.llamacpp_scoring import LlamaLabelScoring
 from interestlens.agent.llm.schema import DEFAULT_MAX_ITEMS, DEFAULT_MAX_STRING, budget_gbnf, model_gbnf
 from interestlens.agent.prompting import RenderedPrompt, truncate_fenced
@@ -47,7 +48,7 @@ class LlamaCppLLM(LlamaLabelScoring, Backend):
         seed: int = 0,
         *,
         cpu_repack: bool = False,
-        prompt_cache_mb: int = 0,
+        prompt_cache_mb: int = 64,
         max_string: int = DEFAULT_MAX_STRING,
         max_items: int = DEFAULT_MAX_ITEMS,
     ) -> None:
@@ -92,9 +93,8 @@ class LlamaCppLLM(LlamaLabelScoring, Backend):
             raise LLMError(f"cannot load GGUF model {path}: {e}") from e
         self.load_ms = sw.ms
         self.chat_format: str = self._llama.chat_format or ""
-        if prompt_cache_mb > 0:
-            # Keeps KV states after calls so alternating prompts with shared prefixes skip prefill.
-            self._llama.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=prompt_cache_mb << 20))
+        # Each stage's system-prompt KV state, loaded back when another stage's call replaced it (0 = off).
+        self._prefix_states = PrefixStates(prompt_cache_mb << 20)
 
     def threads_for_now(self) -> int:
         """Cores this call may use: all of them when other processes left them idle since the last call, else
@@ -173,6 +173,8 @@ class LlamaCppLLM(LlamaLabelScoring, Backend):
             self._use_free_cores()
             messages, max_tokens = self._fit_messages(prompt, max_tokens)
             try:
+                # The completion's own prefix match then evaluates only what follows the kept KV.
+                cached, _ = self._prefix_states.prepare(self._llama, *self._prompt_tokens(messages))
                 out: Any = self._llama.create_chat_completion(
                     messages=messages,  # type: ignore[arg-type]
                     grammar=grammar,
@@ -188,6 +190,7 @@ class LlamaCppLLM(LlamaLabelScoring, Backend):
             prompt_tokens=int(u.get("prompt_tokens", 0)),
             completion_tokens=int(u.get("completion_tokens", 0)),
             latency_ms=sw.ms,
+            cached_prompt_tokens=cached,
         )
         return Reply(choice["message"].get("content") or "", usage, choice.get("finish_reason"))
 

@@ -14,7 +14,11 @@ import numpy as np
 
 from interestlens.agent.errors import LLMError
 from interestlens.agent.llm.base import LabelScores, LLMUsage, Stopwatch
+from interestlens.agent.llm.llamacpp_prefix import PrefixStates
 from interestlens.agent.prompting import RenderedPrompt
+
+# Stands in for the user message when locating where the system-only prefix of a chat prompt ends.
+_USER_MARK = "\u2063user\u2063"
 
 
 class LlamaLabelScoring:
@@ -33,6 +37,8 @@ class LlamaLabelScoring:
         def _fit_messages(self, prompt: RenderedPrompt, max_tokens: int) -> tuple[list[dict[str, str]], int]: ...
 
         def _use_free_cores(self) -> None: ...
+
+        _prefix_states: PrefixStates
 
     def _detokenize(self, ids: list[int]) -> str:
         return self._llama.detokenize(ids).decode("utf-8", errors="ignore")
@@ -54,6 +60,17 @@ class LlamaLabelScoring:
                     raise LLMError(f"{self.model_id}: no chat formatter for label scoring ({self.chat_format})")
             self._formatter = formatter
         return str(formatter(messages=messages).prompt)
+
+    def _prompt_tokens(self, messages: list[dict[str, str]]) -> tuple[list[int], int]:
+        """(the chat prompt's tokens, how many of them depend on the system message only): that prefix is the
+        same for every call of a stage, so its KV state can be kept (`PrefixStates`)."""
+        tokens = self._llama.tokenize(self._chat_text(messages).encode("utf-8"), add_bos=False, special=True)
+        if len(messages) < 2:
+            return tokens, 0
+        marked = self._chat_text([messages[0], {"role": "user", "content": _USER_MARK}])
+        head = self._llama.tokenize(marked[: marked.index(_USER_MARK)].encode("utf-8"), add_bos=False, special=True)
+        # The head's last token can merge with the user text's first; only tokens both tokenisations agree on count.
+        return tokens, self._llama.longest_token_prefix(head, tokens)
 
     def label_token_ids(self, labels: Sequence[str]) -> dict[str, int]:
         """Each label's single token id; LLMError when a label is not exactly one token."""
@@ -80,16 +97,17 @@ class LlamaLabelScoring:
         with self._lock:
             self._use_free_cores()
             messages, _ = self._fit_messages(prompt, 1)
-            tokens = self._llama.tokenize(self._chat_text(messages).encode("utf-8"), add_bos=False, special=True)
+            tokens, static = self._prompt_tokens(messages)
             if len(tokens) >= self.n_ctx:
                 raise LLMError(f"{self.model_id}: prompt of {len(tokens)} tokens does not fit n_ctx={self.n_ctx}")
             llama = self._llama
-            # Reuse the cached prefix; at least the last token is evaluated again to get its logits.
-            reused = min(llama.longest_token_prefix(llama._input_ids[: llama.n_tokens].tolist(), tokens),
-                         len(tokens) - 1)
             try:
-                llama.n_tokens = reused
-                llama.eval(tokens[reused:])
+                # Reuse what the KV cache holds (or the stage's kept prefix); the last token is always evaluated
+                # again, for its logits.
+                reused, held = self._prefix_states.prepare(llama, tokens, static)
+                held = min(held, len(tokens) - 1)
+                llama.n_tokens = held
+                llama.eval(tokens[held:])
                 logits = np.ctypeslib.as_array(
                     llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1), shape=(llama.n_vocab(),)
                 ).astype(np.float64)
@@ -101,5 +119,5 @@ class LlamaLabelScoring:
         log_z = top + float(np.log(np.exp(logits - top).sum()))
         scores = {label: float(logits[tid]) - log_z for label, tid in token_ids.items()}
         usage = LLMUsage(prompt_tokens=len(tokens), completion_tokens=0, latency_ms=sw.ms,
-                         cached_prompt_tokens=reused)
+                         cached_prompt_tokens=min(reused, held))
         return LabelScores(scores, usage)
