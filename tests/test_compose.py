@@ -176,14 +176,18 @@ def test_lumped_group_loses_its_stray_which_is_regrouped(embedder, settings):
     assert stats.fallbacks == 0 and stats.llm_calls == 1
 
 
-def test_invented_name_and_drifting_query_are_replaced(embedder, settings):
+def test_invented_name_is_replaced_and_query_and_rationale_come_from_the_members(embedder, settings):
+    # A reply of an older prompt version still validates: fields the model is no longer asked for are ignored.
     reply = '{"intents": [{"name": "Bob Smith", "members": [1], "rationale": "", "query": "pizza recipes"}]}'
-    intents, _, _ = _compose_scripted([reply], embedder, settings)
+    intents, _, llm = _compose_scripted([reply], embedder, settings, context="anything with starships?")
     member = next(i for i in _likes_profile().interests if i.id == intents[0].interest_ids[0])
-    # Neither the name nor the query shares a word with the member: both are rebuilt from the member's name.
+    # The name shares no word with the member: it is rebuilt from the member's name.
     assert intents[0].name == member.name[:48]
-    assert set(member.name.lower().split()) & set(intents[0].query.lower().split())
-    assert intents[0].rationale == f"Groups: {member.name}"  # an empty rationale gets the template
+    # The model writes no query or rationale: both are built from the members (and the message's keywords).
+    assert intents[0].query.startswith(member.name) and "starships" in intents[0].query
+    assert "pizza" not in intents[0].query
+    assert intents[0].rationale == f"Groups 1 interest: {member.name} (weighted by your message)"
+    assert "query" not in llm.prompts[0].system and "rationale" not in llm.prompts[0].system
 
 
 def test_repeated_groups_count_once_and_unusable_replies_fall_back(embedder, settings):
