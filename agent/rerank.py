@@ -47,6 +47,14 @@ def fuse_llm_rank(base: Mapping[str, float], llm_scores: Mapping[str, float], we
     return {k: v + weight * llm_n.get(k, 0.0) for k, v in base_n.items()}
 
 
+def fused_order(base: Mapping[str, float], llm_scores: Mapping[str, float], weight: float
+                ) -> tuple[list[str], dict[str, float]]:
+    """`base`'s items by their fused score (`fuse_llm_rank`), ties kept in `base`'s order, and that score."""
+    fused = fuse_llm_rank(base, llm_scores, weight)
+    position = {item: n for n, item in enumerate(base)}
+    return sorted(base, key=lambda item: (-fused[item], position[item])), fused
+
+
 def llm_weight(llm: StructuredLLM | None, settings: Settings) -> float:
     """The fitted weight of this model's ranking in the fusion (0.0 for a model nobody measured)."""
     if llm is None:
@@ -89,7 +97,6 @@ def _rerank(candidates: Sequence[Candidate], intents: Sequence[Intent], profile:
     if llm is None or len(head) < 2:
         return justify_without_llm(candidates, intents, profile)
     evidence = evidence_catalog(intents, profile)
-    position = {c.item.id: n for n, c in enumerate(head)}
     weight = llm_weight(llm, settings)
     picks: dict[str, Pick] = {}
     llm_scores: dict[str, float] = {}
@@ -106,8 +113,8 @@ def _rerank(candidates: Sequence[Candidate], intents: Sequence[Intent], profile:
     for c in head:  # the fusion contract: the LLM's rank-normalised score is one more signal of the candidate
         if c.item.id in normalised:
             c.signals["llm"] = normalised[c.item.id]
-    fused = fuse_llm_rank({c.item.id: c.score for c in head}, llm_scores, weight)
-    final = sorted(head, key=lambda c: (-fused[c.item.id], position[c.item.id]))
+    order, fused = fused_order({c.item.id: c.score for c in head}, llm_scores, weight)
+    final = [first[item] for item in order]
     reranked_by: Literal["llm", "retrieval"] = "llm" if normalised else "retrieval"
 
     n_justified = len(final) if k is None else max(0, min(k, len(final)))

@@ -3,7 +3,7 @@
 For every case of a split (all cases: no subset), the no-LLM pipeline ranks as `interestlens-nollm` does in the
 harness (the fusion each user gets is fit on other users only, `fusion_per_user`; the user's own behaviour is
 held out). The LLM then scores the top `reranker.top_n` (label log-probabilities, one forward pass,
-agent.label_scoring) and the two are fused as `recommend` fuses them (`agent.rerank.fuse_llm_rank`):
+agent.label_scoring) and the two are fused as `recommend` fuses them (`agent.rerank.fused_order`):
 rank(retrieval) + w * rank(LLM).
 
 The weight w is chosen from `WEIGHT_GRID` by K-fold cross-validation over users: on each fold the w with the best
@@ -38,7 +38,7 @@ from interestlens.agent.errors import InterestLensError, InvalidInputError
 from interestlens.agent.label_scoring import llm_rank_scores
 from interestlens.agent.llm import make_llm
 from interestlens.agent.models import Candidate, StageStats
-from interestlens.agent.rerank import fuse_llm_rank
+from interestlens.agent.rerank import fused_order
 from interestlens.evals import metrics as M
 from interestlens.evals.baselines import CatalogEmbeddings, item_text
 from interestlens.evals.data import load_dataset
@@ -68,10 +68,8 @@ class ScoredQuery:
     relevant: list[str]
 
     def ranking(self, weight: float, llm: dict[str, float] | None = None) -> list[str]:
-        head = [i for i in self.ranked if i in self.base]
-        fused = fuse_llm_rank(self.base, self.llm if llm is None else llm, weight)
-        position = {i: n for n, i in enumerate(head)}
-        order = sorted(head, key=lambda i: (-fused[i], position[i]))
+        head = {i: self.base[i] for i in self.ranked if i in self.base}  # in the pipeline's order (ties)
+        order, _ = fused_order(head, self.llm if llm is None else llm, weight)
         return order + [i for i in self.ranked if i not in self.base]
 
     def random_head(self, seed: int) -> list[str]:
