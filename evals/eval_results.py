@@ -155,13 +155,20 @@ def significance(
     }
 
 
-def git_commit() -> str:
-    """The commit of the code that runs (with '+dirty' when the tree differs from it); 'unknown' outside git."""
-    root = Path(__file__).resolve().parent.parent
+RESULT_DIRS = ("evals/results", "bench/results")
+
+
+def git_commit(root: Path | None = None) -> str:
+    """The commit of the code that runs (with '+dirty' when the tree differs from it); 'unknown' outside git.
+
+    Result and benchmark files are output, not code: rerunning an evaluation over a committed result must not mark
+    the next run of the same code dirty."""
+    root = root or Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *(f":(exclude){p}" for p in RESULT_DIRS)],
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -205,3 +205,29 @@ def test_tiny_dataset_baselines_run_without_agent(tmp_path, embedder):
     assert res.n_cases == 1 and res.config["n_queries"] == 1
     assert set(res.systems) == {"random", "popularity", "bm25", "embedding", "hybrid"}
     assert (tmp_path / "out" / "metrics.png").exists()
+
+
+def test_commit_is_dirty_for_changed_code_not_for_rewritten_results(tmp_path):
+    import subprocess
+
+    from interestlens.evals.eval_results import git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "evals" / "results" / "run").mkdir(parents=True)
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "evals" / "results" / "run" / "results.json").write_text("{}\n")
+    (tmp_path / "bench" / "results" / "b.json").write_text("{}\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    head = git_commit(tmp_path)
+    assert len(head) == 40 and not head.endswith("+dirty")
+    # An evaluation rewriting a committed result (or a benchmark's) is output, not a change of code.
+    (tmp_path / "evals" / "results" / "run" / "results.json").write_text('{"ndcg": 0.1}\n')
+    (tmp_path / "bench" / "results" / "b.json").write_text('{"p50": 1}\n')
+    assert git_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == head + "+dirty"
