@@ -106,6 +106,9 @@ class RetrieveConfig(_Group):
     # Every like intent gets at least one slot (agent/selection.intent_floor): the last slot goes to the best
     # own match of an intent nothing in the top k speaks for ("lately I'm also into heist thrillers").
     intent_floor: bool = True
+    # At most this many items of one series (titles equal up to a subtitle, a sequel number or the year:
+    # agent/selection.series_key) in the top k; the others move below items of other series. 0 turns it off.
+    series_cap: int = 2
     dislike_similarity: float = 0.55  # items closer than this to a dislike are filtered out
     # Cosine to an intent's query for an item to be credited to that intent (its justification names it): in a small
     # catalog every item is in every intent's list. 0.3: MiniLM's floor for "about the same topic" in the tests.

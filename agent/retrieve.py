@@ -26,7 +26,7 @@ from interestlens.agent.fusion import Fusion, LinearFusion
 from interestlens.agent.llm.base import Stopwatch
 from interestlens.agent.models import Candidate, Intent, InterestProfile, StageStats
 from interestlens.agent.protocols import Embedder, Store
-from interestlens.agent.selection import dislike_vectors, filter_and_diversify, intent_floor
+from interestlens.agent.selection import cap_series, dislike_vectors, filter_and_diversify, intent_floor
 
 
 def rank_pool(
@@ -63,7 +63,15 @@ def rank_pool(
     dislike_vecs = dislike_vectors(profile, embedder)
     embs = dict(pool.embeddings)
     intents = (pool.intent_vectors, np.asarray(pool.intent_weights)) if cover else None
-    chosen_ids = filter_and_diversify(ranked, fused, embs, store, dislike_vecs, k, settings, stats, intents)
+    cap = settings.retrieve.series_cap
+    # Diversified beyond k, so that items of other series can take the places of a series' extra episodes.
+    chosen_ids = filter_and_diversify(ranked, fused, embs, store, dislike_vecs, k, settings, stats, intents,
+                                      take=2 * k if cap > 0 else k)
+    if cap > 0:
+        missing = [i for i in chosen_ids if i not in pool.items]
+        if missing:
+            pool.items.update({it.id: it for it in store.get_items(missing)})
+        chosen_ids = cap_series(chosen_ids, {i: pool.items[i].title for i in chosen_ids if i in pool.items}, k, cap)
     if settings.retrieve.intent_floor and len(pool.intent_ids) >= 2 and pool.intent_vectors is not None:
         chosen_ids = intent_floor(chosen_ids, ranked, pool.by_intent, pool.intent_ids, pool.intent_vectors, embs,
                                   store, dislike_vecs, settings, shown=min(shown or k, k))

@@ -5,11 +5,14 @@ MMR (`mmr_lambda`) on item embeddings over the fused top of the pool, or, with 2
 `settings.retrieve.intent_slots`, MMR in slots shared out among the intents by weight (`proportional_select`).
 Coverage (`settings.retrieve.intent_floor`, `intent_floor`): a like intent no selected item speaks for gets its best
 own match in the last slot, so a second thing the user said is never crowded out entirely.
+Series (`settings.retrieve.series_cap`, `cap_series`): at most that many episodes of one series in the top k; five
+Star Wars films are close in text but not near-duplicates in embedding space, so MMR alone lets them fill a list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -18,6 +21,39 @@ from interestlens.agent.config import Settings
 from interestlens.agent.models import InterestProfile, StageStats
 from interestlens.agent.profile import interest_text
 from interestlens.agent.protocols import Embedder, Store
+
+_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
+_SUBTITLE = re.compile(r"\s*:\s+|\s+-\s+")
+_SEQUEL = re.compile(r"(?:\s+(?:\d+|[ivx]+|part\s+\w+|episode\s+\w+|chapter\s+\w+))+$")
+_ARTICLE = re.compile(r",\s*(?:the|a|an)$")  # MovieLens writes "Matrix, The"
+
+
+def series_key(title: str) -> str:
+    """A title without its year, subtitle and sequel number: "Star Wars: Episode V - The Empire Strikes Back
+    (1980)" and "Star Wars: Episode I (1999)" give "star wars", "Toy Story 2" gives "toy story". Conservative:
+    titles that only share a word stay apart."""
+    t = _YEAR.sub("", " ".join(title.split())).lower()
+    t = _SUBTITLE.split(t, maxsplit=1)[0]
+    t = _ARTICLE.sub("", t)
+    return _SEQUEL.sub("", t).strip(" ,.;!?") or t.strip()
+
+
+def cap_series(order: Sequence[str], titles: Mapping[str, str], k: int, cap: int) -> list[str]:
+    """`order`'s first k items with at most `cap` per series; an item over the cap moves after the rest of the
+    first k's candidates, so it returns only when nothing else is left."""
+    if cap <= 0:
+        return list(order[:k])
+    count: dict[str, int] = {}
+    kept: list[str] = []
+    deferred: list[str] = []
+    for i in order:
+        key = series_key(titles.get(i, "")) or i
+        if count.get(key, 0) >= cap:
+            deferred.append(i)
+            continue
+        count[key] = count.get(key, 0) + 1
+        kept.append(i)
+    return (kept + deferred)[:k]
 
 
 def mmr_select(rel: np.ndarray, embs: np.ndarray, k: int, lam: float) -> list[int]:
@@ -148,10 +184,11 @@ def dislike_vectors(profile: InterestProfile, embedder: Embedder) -> np.ndarray 
 def filter_and_diversify(
     ranked: list[str], fused: Mapping[str, float], embs: dict[str, np.ndarray], store: Store,
     dislike_vecs: np.ndarray | None, k: int, settings: Settings, stats: StageStats,
-    intents: tuple[np.ndarray, np.ndarray] | None = None,
+    intents: tuple[np.ndarray, np.ndarray] | None = None, *, take: int | None = None,
 ) -> list[str]:
     """Dislike filter over the fused top of the pool (fetched in chunks), then MMR (in slots shared out among
-    the intents when `intents`, their vectors and weights, are given) down to k."""
+    the intents when `intents`, their vectors and weights, are given) down to k; `take` > k continues the same
+    greedy order past k (the window stays k's)."""
     window = max(4 * k, 40) + (INTENT_TOP_N * len(intents[1]) if intents is not None else 0)
     kept: list[str] = []
     dropped = 0
@@ -179,7 +216,7 @@ def filter_and_diversify(
     rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
     matrix = np.stack([embs[i] for i in kept])
     if intents is not None:
-        order = proportional_select(rel, matrix, intents[0], intents[1], k, settings.retrieve.mmr_lambda)
+        order = proportional_select(rel, matrix, intents[0], intents[1], take or k, settings.retrieve.mmr_lambda)
     else:
-        order = mmr_select(rel, matrix, k, settings.retrieve.mmr_lambda)
+        order = mmr_select(rel, matrix, take or k, settings.retrieve.mmr_lambda)
     return [kept[o] for o in order]

@@ -66,6 +66,8 @@ CASES = (
             Expectation("science fiction", genres=("Sci-Fi",), at_least=1),
             Expectation("heist", words=("heist",), at_least=1),
             Expectation("horror", genres=("Horror",), at_most=0),
+            # Not five episodes of the one series named (retrieve.series_cap).
+            Expectation("Star Wars episodes", words=("star wars: episode",), at_most=2),
         ),
     ),
 )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from interestlens.agent.config import Settings
-from interestlens.agent.selection import intent_floor, speaking_intent
+from interestlens.agent.selection import cap_series, intent_floor, series_key, speaking_intent
 
 
 class _NoFetch:
@@ -67,3 +67,33 @@ def test_a_list_too_short_for_two_voices_is_left_alone(shown):
     chosen = ["a0"]
     out = intent_floor(chosen, ranked, by_intent, ["A", "B"], VECS, embs, _NoFetch(), None, Settings(), shown=shown)
     assert out == chosen
+
+
+@pytest.mark.parametrize(("title", "key"), [
+    ("Star Wars: Episode V - The Empire Strikes Back (1980)", "star wars"),
+    ("Star Wars: Episode I - The Phantom Menace (1999)", "star wars"),
+    ("Toy Story 2 (1999)", "toy story"),
+    ("Toy Story (1995)", "toy story"),
+    ("Godfather: Part II, The (1974)", "godfather"),
+    ("Godfather, The (1972)", "godfather"),
+    ("Rocky III (1982)", "rocky"),
+    ("Alien (1979)", "alien"),
+    ("Aliens (1986)", "aliens"),  # only sharing a word keeps titles apart
+    ("Fargo (1996)", "fargo"),
+    ("  ", ""),
+])
+def test_series_key(title, key):
+    assert series_key(title) == key
+
+
+def test_cap_series_moves_extra_episodes_below_other_series():
+    titles = {"e5": "Star Wars: Episode V (1980)", "e6": "Star Wars: Episode VI (1983)",
+              "e1": "Star Wars: Episode I (1999)", "e2": "Star Wars: Episode II (2002)",
+              "m": "Matrix, The (1999)", "f": "Fargo (1996)"}
+    order = ["e5", "e6", "e1", "m", "e2", "f"]
+    assert cap_series(order, titles, 4, 2) == ["e5", "e6", "m", "f"]
+    # An episode over the cap comes back only when nothing else is left, in its order.
+    assert cap_series(order, titles, 6, 2) == ["e5", "e6", "m", "f", "e1", "e2"]
+    assert cap_series(order, titles, 4, 0) == order[:4]  # 0: off
+    # Items without a title never count as one series.
+    assert cap_series(["x", "y", "z"], {}, 3, 1) == ["x", "y", "z"]
