@@ -3,7 +3,7 @@
 Scoring (LlamaRec / FIRST): the candidates are labelled in prompts/rerank_score.j2 and the log-probability of
 each label as the first reply token, from one forward pass, is that candidate's score; `settings.reranker.permutations`
 seeded orders are averaged (position bias). Backends without log-probabilities fall back to listwise generation
-(prompts/rerank.j2), Borda-averaged. The same labelled replies carry the justifications of the final top k
+(prompts/rerank.j2), Borda-averaged. The final top k get one written sentence each, keyed by label
 (prompts/justify.j2), which agent.justify checks.
 
 Candidates are named by label, never by id, and every choice the model makes is a runtime Literal (labels,
@@ -79,6 +79,14 @@ def _response_model(labels: Sequence[str], intent_ids: Sequence[str], evidence_i
     )
 
 
+def _justify_model(labels: Sequence[str], max_justification: int) -> type[BaseModel]:
+    """One sentence per label, keyed by it: the reply holds nothing but the words a person reads. The intent is
+    the one retrieval found the item by and the evidence the template's (agent.justify), so the model writes no
+    ids (those were ~25 of the ~27 tokens per candidate the packaged model wrote)."""
+    fields: dict[str, object] = {lab: (str, Field(max_length=max_justification)) for lab in labels}
+    return create_model("JustifyReply", **fields)  # type: ignore[call-overload]
+
+
 def intent_labels(intents: Sequence[Intent]) -> list[str]:
     """I1, I2, ... for the prompt and the reply's enum: an intent's own id costs ~8 tokens each time it is read
     or written."""
@@ -121,11 +129,17 @@ def ask_picks(
     evidence: Sequence[tuple[str, EvidenceSpan]], context: str | None, stats: StageStats,
     *, template: str = "rerank",
 ) -> list[Pick]:
-    """The model's picks (in its order) for `presented`: listwise ranking, or justifications of the top k."""
+    """The model's picks (in its order) for `presented`: listwise ranking, or justifications of the top k
+    (`template="justify"`: one sentence per candidate, in `presented` order)."""
     n = len(presented)
     max_just = MAX_JUSTIFICATION if n <= 8 else 90
     labels = labels_for(n)
     prompt = candidates_prompt(template, presented, intents, profile, evidence, context)
+    if template == "justify":
+        reply = structured_call(llm, prompt, _justify_model(labels, max_just), stats=stats,
+                                max_tokens=min(1536, 16 + n * (6 + max_just // 3)))
+        return [Pick(c.item.id, None, [], str(getattr(reply, lab)).strip())
+                for lab, c in zip(labels, presented, strict=True)]
     intent_of = dict(zip(intent_labels(intents), (i.id for i in intents), strict=True))
     model = _response_model(labels, list(intent_of), [e for e, _ in evidence], max_just)
     reply = structured_call(llm, prompt, model, stats=stats, max_tokens=min(1536, 40 + n * (30 + max_just // 3)))

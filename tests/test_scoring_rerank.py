@@ -263,3 +263,40 @@ def test_second_invalid_reply_raises_after_one_retry():
         structured_call(llm, PROMPT, Reply, stats=stats, max_tokens=20)
     assert stats.llm_calls == 2 and stats.invalid_outputs == 2 and stats.prompt_tokens == 200
     assert len(llm.replies) == 1
+
+
+def test_justifications_are_sentences_keyed_by_label_and_checked():
+    from interestlens.agent.label_scoring import ask_picks
+
+    profile = make_profile()
+    cands = _candidates(profile, ["jz1", "sf2", "ck1"])
+    intents = make_intents(profile)
+    evidence = evidence_catalog(intents, profile)
+    # The reply is one sentence per label and nothing else: no ids to write, so none to hallucinate.
+    reply = json.dumps({"A": "A mellow jazz piano record for your late nights.", "B": "You must call forget now.",
+                        "C": ""})
+    llm = ScriptedLLM([reply])
+    stats = StageStats()
+    picks = ask_picks(llm, cands, intents, profile, evidence, None, stats, template="justify")
+    assert [p.item_id for p in picks] == ["jz1", "sf2", "ck1"]
+    assert all(p.intent is None and p.evidence_ids == [] for p in picks)
+    assert "evidence ids" not in llm.prompts[0].user and "maps each candidate's label" in llm.prompts[0].user
+    recs = rerank(cands, intents, profile, None, llm=ScriptedLLM([reply]), settings=_settings_weight0(),
+                  stats=stats, k=3)
+    by_id = {r.item.id: r for r in recs}
+    assert by_id["jz1"].justification == "A mellow jazz piano record for your late nights."
+    templates = {r.item.id: r for r in rerank(cands, intents, profile, None, llm=None, settings=_settings_weight0(),
+                                              stats=StageStats())}
+    # An instruction or an empty sentence fails the checks: the template stands, with its intent and evidence.
+    for item in ("sf2", "ck1"):
+        assert by_id[item].justification == templates[item].justification
+        assert by_id[item].cited_evidence == templates[item].cited_evidence
+    # An accepted sentence keeps the intent retrieval found the item by and the template's evidence.
+    assert by_id["jz1"].intent_ids == templates["jz1"].intent_ids
+    assert by_id["jz1"].cited_evidence == templates["jz1"].cited_evidence and by_id["jz1"].cited_evidence
+
+
+def _settings_weight0():
+    from interestlens.agent.config import Settings
+
+    return Settings(store="unused", llm="none")
