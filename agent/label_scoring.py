@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -127,14 +128,23 @@ def candidates_prompt(
 def ask_picks(
     llm: StructuredLLM, presented: Sequence[Candidate], intents: Sequence[Intent], profile: InterestProfile,
     evidence: Sequence[tuple[str, EvidenceSpan]], context: str | None, stats: StageStats,
-    *, template: str = "rerank",
+    *, template: str = "rerank", after: LLMRanking | None = None,
 ) -> list[Pick]:
     """The model's picks (in its order) for `presented`: listwise ranking, or justifications of the top k
-    (`template="justify"`: one sentence per candidate, in `presented` order)."""
+    (`template="justify"`: one sentence per candidate, in `presented` order). With `after` (a scoring pass that
+    labelled every presented item), the justifications are that conversation's next turn (prompts/justify_next.j2):
+    the candidates are already in the context, and in llama.cpp's KV cache, so only the request is evaluated."""
     n = len(presented)
     max_just = MAX_JUSTIFICATION if n <= 8 else 90
     labels = labels_for(n)
-    prompt = candidates_prompt(template, presented, intents, profile, evidence, context)
+    continues = (template == "justify" and after is not None and after.last_prompt is not None
+                 and all(c.item.id in after.last_labels for c in presented))
+    if continues:
+        assert after is not None and after.last_prompt is not None
+        labels = [after.last_labels[c.item.id] for c in presented]
+        prompt = after.last_prompt.continued(after.top_label, render("justify_next", labels=labels))
+    else:
+        prompt = candidates_prompt(template, presented, intents, profile, evidence, context)
     if template == "justify":
         reply = structured_call(llm, prompt, _justify_model(labels, max_just), stats=stats,
                                 max_tokens=min(1536, 16 + n * (6 + max_just // 3)))
@@ -161,11 +171,30 @@ def _renormalised(scores: Mapping[str, float]) -> dict[str, float]:
     return {k: float(v) - log_z for k, v in scores.items()}
 
 
+@dataclass(frozen=True)
+class LLMRanking:
+    """What the scoring passes found: item id -> mean label log-share, and the last pass (its prompt, each item's
+    label in it, the label scored highest), which the justifications continue (`ask_picks(after=...)`)."""
+
+    scores: dict[str, float]
+    last_prompt: RenderedPrompt | None = None
+    last_labels: dict[str, str] = field(default_factory=dict)
+    top_label: str = ""
+
+
 def llm_rank_scores(
     candidates: Sequence[Candidate], intents: Sequence[Intent], profile: InterestProfile, context: str | None,
     llm: StructuredLLM, settings: Settings, stats: StageStats,
 ) -> dict[str, float]:
-    """item id -> mean label log-share over `settings.reranker.permutations` seeded orders (position bias).
+    """item id -> mean label log-share over `settings.reranker.permutations` seeded orders (`score_candidates`)."""
+    return score_candidates(candidates, intents, profile, context, llm, settings, stats).scores
+
+
+def score_candidates(
+    candidates: Sequence[Candidate], intents: Sequence[Intent], profile: InterestProfile, context: str | None,
+    llm: StructuredLLM, settings: Settings, stats: StageStats,
+) -> LLMRanking:
+    """Mean label log-share per item over `settings.reranker.permutations` seeded orders (position bias).
 
     One forward pass per order (LlamaRec / FIRST): no text is generated. The first `len(LABELS)` distinct
     candidates are scored. Raises LogprobsUnavailable when the backend cannot score (the caller falls back to
@@ -175,7 +204,7 @@ def llm_rank_scores(
         raise LogprobsUnavailable(f"{llm.model_id} cannot score labels")
     head = list({c.item.id: c for c in candidates}.values())[: len(LABELS)]
     if not head:
-        return {}
+        return LLMRanking({})
     evidence = evidence_catalog(intents, profile)
     rng = random.Random(settings.seed)
     totals = {c.item.id: 0.0 for c in head}
@@ -194,7 +223,8 @@ def llm_rank_scores(
         shares = _renormalised(scored)
         for lab, c in zip(labels, presented, strict=True):
             totals[c.item.id] += shares[lab] / passes
-    return totals
+    return LLMRanking(totals, prompt, {c.item.id: lab for lab, c in zip(labels, presented, strict=True)},
+                      max(labels, key=lambda lab: scored[lab]))
 
 
 def listwise_scores(

@@ -179,14 +179,26 @@ def _env() -> jinja2.Environment:
 
 @dataclass(frozen=True)
 class RenderedPrompt:
-    """A chat prompt ready for a backend: system + user message, and the template version."""
+    """A chat prompt ready for a backend: system + user message, and the template version. `earlier` holds the
+    (user, assistant) turns of the same conversation before `user` (`continued`)."""
 
     system: str
     user: str
     version: str
+    earlier: tuple[tuple[str, str], ...] = ()
 
     def messages(self) -> list[dict[str, str]]:
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+        turns = [{"role": "system", "content": self.system}]
+        for asked, answered in self.earlier:
+            turns += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
+        return [*turns, {"role": "user", "content": self.user}]
+
+    def continued(self, answer: str, follow_up: RenderedPrompt) -> RenderedPrompt:
+        """This conversation answered with `answer`, then `follow_up`'s user turn: every token of this prompt is
+        a prefix of the new one, so a backend that keeps its KV cache (llama.cpp) or caches prompt prefixes
+        (hosted APIs) evaluates only the answer and the follow-up."""
+        return RenderedPrompt(system=self.system, user=follow_up.user, version=follow_up.version,
+                              earlier=(*self.earlier, (self.user, answer)))
 
 
 @cache

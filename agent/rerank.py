@@ -19,7 +19,14 @@ import numpy as np
 from interestlens.agent.config import Settings
 from interestlens.agent.errors import LLMError, LogprobsUnavailable
 from interestlens.agent.justify import Pick, justified_recommendations, justify_without_llm
-from interestlens.agent.label_scoring import LABELS, ask_picks, evidence_catalog, listwise_scores, llm_rank_scores
+from interestlens.agent.label_scoring import (
+    LABELS,
+    LLMRanking,
+    ask_picks,
+    evidence_catalog,
+    listwise_scores,
+    score_candidates,
+)
 from interestlens.agent.llm.base import Stopwatch, StructuredLLM
 from interestlens.agent.models import Candidate, Intent, InterestProfile, Recommendation, StageStats
 
@@ -100,9 +107,11 @@ def _rerank(candidates: Sequence[Candidate], intents: Sequence[Intent], profile:
     weight = llm_weight(llm, settings)
     picks: dict[str, Pick] = {}
     llm_scores: dict[str, float] = {}
+    scored: LLMRanking | None = None
     if weight > 0:  # at weight 0 the LLM's order would not count: do not pay for it
         try:
-            llm_scores = llm_rank_scores(head, intents, profile, context, llm, settings, stats)
+            scored = score_candidates(head, intents, profile, context, llm, settings, stats)
+            llm_scores = scored.scores
         except LogprobsUnavailable:
             llm_scores, picks = listwise_scores(llm, head, intents, profile, evidence, context, settings, stats)
         except LLMError as e:
@@ -121,7 +130,7 @@ def _rerank(candidates: Sequence[Candidate], intents: Sequence[Intent], profile:
     if n_justified and not picks:
         try:
             for pick in ask_picks(llm, final[:n_justified], intents, profile, evidence, context, stats,
-                                  template="justify"):
+                                  template="justify", after=scored):
                 picks.setdefault(pick.item_id, pick)
         except LLMError as e:
             stats.fallbacks += 1

@@ -300,3 +300,67 @@ def _settings_weight0():
     from interestlens.agent.config import Settings
 
     return Settings(store="unused", llm="none")
+
+
+# ------------------------------------------------------------------ justifications continue the scoring pass
+def test_continued_prompt_is_the_conversation_so_far():
+    from interestlens.agent.llm.call import with_error_feedback
+
+    follow = RenderedPrompt(system="unused", user="Now explain (B).", version="next@1")
+    cont = PROMPT.continued("B", follow)
+    assert [m["role"] for m in cont.messages()] == ["system", "user", "assistant", "user"]
+    assert cont.messages()[:2] == PROMPT.messages() and cont.messages()[2]["content"] == "B"
+    assert cont.system == PROMPT.system and cont.user == follow.user and cont.version == "next@1"
+    # The retry note goes to the last turn; the conversation before it is kept.
+    retry = with_error_feedback(cont, "missing field")
+    assert retry.earlier == cont.earlier and retry.user.startswith(follow.user)
+
+
+def test_justifications_continue_the_scoring_conversation_with_its_labels():
+    from interestlens.agent.label_scoring import LLMRanking, ask_picks
+
+    profile = make_profile()
+    intents = make_intents(profile)
+    evidence = evidence_catalog(intents, profile)
+    scored = _candidates(profile, IDS)
+    last = candidates_prompt("rerank_score", scored, intents, profile, evidence, None)
+    after = LLMRanking({c.item.id: 0.0 for c in scored}, last,
+                       {c.item.id: lab for lab, c in zip(LABELS, scored, strict=False)}, "C")
+    final = [scored[2], scored[0]]  # sf3 was (C), sf2 (A) in the scored prompt
+    llm = ScriptedLLM([json.dumps({"C": "Big ideas in space, as you asked.", "A": "More starships for you."})])
+    picks = ask_picks(llm, final, intents, profile, evidence, None, StageStats(), template="justify", after=after)
+    assert [(p.item_id, p.justification) for p in picks] == [
+        ("sf3", "Big ideas in space, as you asked."), ("sf2", "More starships for you.")]
+    sent = llm.prompts[0]
+    assert sent.system == last.system and sent.earlier == ((last.user, "C"),)
+    assert "(C), (A)" in sent.user and FENCE not in sent.user  # the candidates are not repeated
+    # An item the scoring pass did not label: the stand-alone prompt, labelled from (A) again.
+    other = ScriptedLLM([json.dumps({"A": "x", "B": "y"})])
+    stranger = Candidate(item=Item(id="new", title="New", text="New item"), score=0.1)
+    ask_picks(other, [scored[0], stranger], intents, profile, evidence, None, StageStats(), template="justify",
+              after=after)
+    assert other.prompts[0].earlier == () and FENCE in other.prompts[0].user
+
+
+@pytest.mark.slow
+def test_continued_justifications_evaluate_only_the_new_turn(tiny_llm, settings, monkeypatch):
+    from interestlens.agent.label_scoring import ask_picks, score_candidates
+
+    profile = make_profile()
+    intents = make_intents(profile)
+    evidence = evidence_catalog(intents, profile)
+    cands = _candidates(profile, IDS)
+    ranking = score_candidates(cands, intents, profile, None, tiny_llm, _weighted(settings, tiny_llm), StageStats())
+    assert ranking.top_label in LABELS[: len(IDS)] and set(ranking.last_labels) == set(IDS)
+    scored_tokens = tiny_llm._llama.n_tokens
+    evaluated: list[int] = []
+    real_eval = tiny_llm._llama.eval
+    monkeypatch.setattr(tiny_llm._llama, "eval", lambda toks: (evaluated.append(len(toks)), real_eval(toks))[1])
+    stats = StageStats()
+    picks = ask_picks(tiny_llm, cands[:3], intents, profile, evidence, None, stats, template="justify",
+                      after=ranking)
+    assert [p.item_id for p in picks] == IDS[:3]
+    new_turn = stats.prompt_tokens - scored_tokens
+    # Evaluated: the answer and the follow-up turn, then one token per generated token (retries aside).
+    assert stats.llm_calls == 1 and 0 < new_turn < 120
+    assert sum(evaluated) <= new_turn + stats.completion_tokens + 1

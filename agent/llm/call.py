@@ -8,6 +8,7 @@ so the accounting says what the LLM really cost.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -39,7 +40,7 @@ def token_attrs(usage: LLMUsage | None) -> dict[str, int]:
 def with_error_feedback(prompt: RenderedPrompt, error: str) -> RenderedPrompt:
     """`prompt` with the validator's message appended to the user turn (fenced: it may quote the reply)."""
     note = render("retry", error=error[:MAX_ERROR_CHARS]).user
-    return RenderedPrompt(system=prompt.system, user=f"{prompt.user}\n\n{note}", version=prompt.version)
+    return dataclasses.replace(prompt, user=f"{prompt.user}\n\n{note}")
 
 
 def structured_call(

@@ -49,7 +49,7 @@ class LangChainLLM(Backend):
     def _reply(
         self, prompt: RenderedPrompt, response_model: type[BaseModel], max_tokens: int, temperature: float
     ) -> Reply:
-        from langchain_core.messages import HumanMessage, SystemMessage
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
         name = response_model.__name__
         if self.method == "json_schema":
@@ -64,7 +64,8 @@ class LangChainLLM(Backend):
             messages = with_json_instructions(prompt, response_model)
         else:
             messages = prompt.messages()
-        lc_messages = [SystemMessage(messages[0]["content"]), HumanMessage(messages[1]["content"])]
+        role_class = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+        lc_messages = [role_class[m["role"]](m["content"]) for m in messages]
         sw = Stopwatch()
         try:
             runnable = self._configured(max_tokens, temperature).with_structured_output(

@@ -123,14 +123,16 @@ class LlamaCppLLM(LlamaLabelScoring, Backend):
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def _fit_messages(self, prompt: RenderedPrompt, max_tokens: int) -> tuple[list[dict[str, str]], int]:
-        """Messages that fit the context with room for `max_tokens` (user text cut in the middle)."""
-        system_tokens = self.count_tokens(prompt.system)
+        """Messages that fit the context with room for `max_tokens` (the last user text cut in the middle; the
+        system prompt and earlier turns are kept whole, since a continued prompt reuses their KV state)."""
+        *kept, last = prompt.messages()
+        system_tokens = sum(self.count_tokens(m["content"]) for m in kept)
         user_ids = self._llama.tokenize(prompt.user.encode("utf-8"), add_bos=False, special=False)
-        budget = self.n_ctx - _TEMPLATE_OVERHEAD - system_tokens - max_tokens
+        budget = self.n_ctx - _TEMPLATE_OVERHEAD * len(kept) - system_tokens - max_tokens
         if budget < _MIN_USER_TOKENS:
             raise LLMError(
-                f"prompt does not fit the model context: system prompt {system_tokens} tokens + "
-                f"max_tokens {max_tokens} leave no room in n_ctx={self.n_ctx}"
+                f"prompt does not fit the model context: system prompt and earlier turns {system_tokens} tokens "
+                f"+ max_tokens {max_tokens} leave no room in n_ctx={self.n_ctx}"
             )
         user = prompt.user
         if len(user_ids) > budget:
@@ -142,7 +144,7 @@ class LlamaCppLLM(LlamaLabelScoring, Backend):
                 if self.count_tokens(user) <= budget or max_chars <= 64:
                     break
                 max_chars = max(64, max_chars * 9 // 10)
-        return [{"role": "system", "content": prompt.system}, {"role": "user", "content": user}], max_tokens
+        return [*kept, {**last, "content": user}], max_tokens
 
     def _reply(
         self, prompt: RenderedPrompt, response_model: type[BaseModel], max_tokens: int, temperature: float

@@ -32,10 +32,8 @@ MODES: tuple[str, ...] = ("auto", "json_schema", "json_object", "tools")
 def with_json_instructions(prompt: RenderedPrompt, response_model: type[BaseModel]) -> list[dict[str, str]]:
     """Chat messages whose system message also states the JSON schema the reply must follow."""
     line = render("json_instructions", schema=describe_schema(response_model)).system
-    return [
-        {"role": "system", "content": f"{prompt.system}\n\n{line}".strip()},
-        {"role": "user", "content": prompt.user},
-    ]
+    system, *rest = prompt.messages()
+    return [{"role": "system", "content": f"{system['content']}\n\n{line}".strip()}, *rest]
 
 
 def _tool_name(response_model: type[BaseModel]) -> str:
