@@ -47,6 +47,10 @@ class BenchResult(BaseModel):
     figures: list[Figure] = Field(default_factory=list)
     details: dict[str, Any] = Field(default_factory=dict)
     machine: dict[str, Any] = Field(default_factory=dict)
+    # The code and the knobs the figures came from, so an A/B is readable from the files alone. A bench that builds
+    # its own Settings records them; otherwise write_result records the environment's.
+    commit: str = ""
+    settings: dict[str, Any] = Field(default_factory=dict)
 
     def add(
         self,
@@ -162,6 +166,14 @@ def run_measured(
 def write_result(result: BenchResult, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     result.machine = result.machine or machine_info()
+    if not result.commit:
+        from interestlens.evals.eval_results import git_commit
+
+        result.commit = git_commit(REPO_ROOT)
+    if not result.settings:
+        from interestlens.agent.config import Settings
+
+        result.settings = Settings().model_dump(mode="json")
     stamp = result.started_at.strftime("%Y%m%dT%H%M%SZ")
     path = out_dir / f"{result.bench}-{stamp}.json"
     path.write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")

@@ -113,6 +113,7 @@ def run(
             )
             agent.forget(uid)
     res = BenchResult(bench="e2e", params={"n": n, "users": users, "llm": llm_spec, "rerank_top_n": 20})
+    res.settings = settings.model_dump(mode="json")
     res.details = {"rows": rows, "llm_load_s": load_s}
 
     def p50(key: str) -> float:

@@ -61,6 +61,7 @@ def run(cases: int = 12, data: Path = DEFAULT_DATA, cache: Path = DEFAULT_CACHE)
     total = [o + r for o, r in zip(observe_ms, recommend_ms, strict=True)]
     warm = total[1:]
     result = BenchResult(bench="eval_case", params={"cases": cases, "catalog_items": len(catalog.ids)})
+    result.settings = settings.model_dump(mode="json")
     result.add("first case (cold), observe + recommend", round(total[0], 1), "ms")
     p50 = statistics.median(warm)
     result.add("observe + recommend, p50", round(p50, 1), "ms", f"<= {TARGET_P50_MS:.0f}", p50 <= TARGET_P50_MS)

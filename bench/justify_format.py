@@ -44,6 +44,7 @@ def run(orders: int = 4) -> BenchResult:
     evidence = evidence_catalog(intents, profile)
     ids = ["sf2", "jz1", "sf3", "jz3", "ck1"]
     res = BenchResult(bench="justify_format", params={"orders": orders, "candidates": len(ids)})
+    res.settings = settings.model_dump(mode="json")
     for fmt, label in FORMATS.items():
         times, tokens, evaluated, kept, total = [], 0, 0, 0, 0
         for order in list(itertools.permutations(ids))[::30][:orders]:

@@ -146,6 +146,8 @@ def run(users: int = 3, llm_spec: str = "smollm2", workdir: Path | None = None) 
         tmp.cleanup()
 
     res = BenchResult(bench="llm_path", params={"users": users, "llm": llm_spec, "rerank_top_n": 20, "k": 5})
+
+    res.settings = settings.model_dump(mode="json")
     res.details = {"rows": rows, "scoring": scoring, "nollm_s": base, "llm_load_s": load_s}
 
     def p50(key: str) -> float:

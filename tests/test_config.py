@@ -52,3 +52,21 @@ def test_every_flat_name_reaches_a_field_and_dumps_are_plain_json():
     assert Settings(**{k: v for k, v in dumped.items()}).model_dump(mode="json") == dumped
     with pytest.raises(AttributeError):
         _ = s.no_such_setting
+
+
+def test_recorded_settings_mask_the_api_key_but_copies_keep_it(tmp_path):
+    import json
+
+    from bench.common import BenchResult, write_result
+
+    s = Settings(llm="none", openai={"api_key": "sk-secret-value"})
+    assert s.model_dump(mode="json")["openai"]["api_key"] == "***"
+    assert "sk-secret-value" not in s.model_dump_json()
+    assert s.model_copy(update={"seed": 3}).openai.api_key == "sk-secret-value"  # the client still gets the key
+    assert Settings(llm="none").model_dump(mode="json")["openai"]["api_key"] is None
+
+    res = BenchResult(bench="probe")
+    res.settings = s.model_dump(mode="json")
+    written = json.loads(write_result(res, tmp_path).read_text())
+    assert written["commit"] and written["settings"]["llm"] == "none"
+    assert "sk-secret-value" not in json.dumps(written)

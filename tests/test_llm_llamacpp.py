@@ -308,3 +308,28 @@ def test_threads_follow_what_other_processes_leave_free(tiny_llm, monkeypatch):
     assert tiny_llm.threads_for_now() == 2
     monkeypatch.setattr(tiny_llm, "_fixed_threads", 3)
     assert tiny_llm.threads_for_now() == 3
+
+
+@pytest.mark.slow
+def test_grammar_first_sampling_gives_the_chains_tokens(monkeypatch):
+    """Greedy decoding that tests the top token before the vocabulary writes exactly what llama-cpp-python's
+    sampler chain writes (same CPU, same threads), and both of its branches run: the top token allowed, and the
+    whole-vocabulary pass when the grammar rejects it."""
+    from interestlens.agent.llm.llamacpp_sampling import GrammarFirstChoiceSampler
+
+    sizes: list[int] = []
+    allows = GrammarFirstChoiceSampler._allows
+    monkeypatch.setattr(GrammarFirstChoiceSampler, "_allows", lambda s, d, n: (sizes.append(n), allows(s, d, n)))
+    fast = LlamaCppLLM(default_gguf_path(), n_ctx=1024, n_threads=1, grammar_first=True)
+    chain = LlamaCppLLM(default_gguf_path(), n_ctx=1024, n_threads=1, grammar_first=False)
+    for text in USER_TEXTS:
+        for model in (Interests, Summary):
+            replies = []
+            for llm in (fast, chain):
+                llm._llama.reset()  # evaluate the whole prompt in both, so the logits are the same
+                replies.append(llm.generate(_prompt(text), model, max_tokens=160).raw)
+            assert replies[0] == replies[1]
+    assert sizes.count(1) > 0 and sizes.count(fast._llama.n_vocab()) > 0  # the top token tested; the vocabulary
+    assert sizes.count(1) > sizes.count(fast._llama.n_vocab())  # mostly the former: why it is faster
+    fast.close()
+    chain.close()

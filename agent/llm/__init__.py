@@ -41,6 +41,7 @@ def _llama(path: Any, settings: Settings, chat_format: str | None = None) -> Lla
         n_gpu_layers=settings.llamacpp.n_gpu_layers,
         n_threads=settings.llamacpp.n_threads,
         prompt_cache_mb=settings.llamacpp.prompt_cache_mb,
+        grammar_first=settings.llamacpp.grammar_first,
         chat_format=chat_format,
         seed=settings.seed,
     )

@@ -2,7 +2,8 @@
 
 One `llama_cpp.Llama` per `LlamaCppLLM`, loaded once and reused; calls are serialised by a lock because a
 llama.cpp context is not thread-safe. The response model becomes a bounded GBNF grammar (see `schema.py`),
-so even a 135M model can only emit JSON of the right shape; pydantic then validates it.
+so even a 135M model can only emit JSON of the right shape; pydantic then validates it. Greedy decoding under
+it tests the model's top token before the whole vocabulary (llamacpp_sampling.py): the same tokens, sooner.
 
 Prompts longer than the context: the user message is cut in the middle (its head and tail are kept, since
 instructions and fences usually sit at both ends; a fence the cut falls in is closed and reopened) so that
@@ -26,6 +27,7 @@ from interestlens.agent.errors import LLMError
 from interestlens.agent.llm.base import Backend, LLMUsage, Reply, Stopwatch
 from interestlens.agent.llm.gguf import OtherProcessesLoad, serve_openai, weight_repack
 from interestlens.agent.llm.llamacpp_prefix import PrefixStates
+from interestlens.agent.llm.llamacpp_sampling import grammar_first_llama_class
 from interestlens.agent.llm.llamacpp_scoring import LlamaLabelScoring
 from interestlens.agent.llm.schema import DEFAULT_MAX_ITEMS, DEFAULT_MAX_STRING, budget_gbnf, model_gbnf
 from interestlens.agent.prompting import RenderedPrompt, truncate_fenced
@@ -49,6 +51,7 @@ class LlamaCppLLM(LlamaLabelScoring, Backend):
         *,
         cpu_repack: bool = False,
         prompt_cache_mb: int = 64,
+        grammar_first: bool = True,
         max_string: int = DEFAULT_MAX_STRING,
         max_items: int = DEFAULT_MAX_ITEMS,
     ) -> None:
@@ -77,9 +80,10 @@ class LlamaCppLLM(LlamaLabelScoring, Backend):
         self._threads = threads
         self._others_load = OtherProcessesLoad()
         sw = Stopwatch()
+        llama_class = grammar_first_llama_class() if grammar_first else llama_cpp.Llama
         try:
             with weight_repack(cpu_repack):
-                self._llama = llama_cpp.Llama(
+                self._llama = llama_class(
                     model_path=str(path),
                     n_ctx=n_ctx,
                     n_gpu_layers=n_gpu_layers,
