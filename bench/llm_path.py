@@ -3,7 +3,8 @@ k=5 with LLM compose + scoring rerank of 20 + justifications; the scoring forwar
 prompt-evaluation speed on the same prompt, and the KV prefix reuse gain; tokens per stage.
 
 Runs on the packaged demo catalog (300 items) in a temporary store, with the packaged SmolLM2 by default.
-The rerank weight is set to 1.0 for the measured model so the scoring pass runs (its default weight is 0).
+The rerank weight is set to 1.0 for the measured model so the scoring pass runs (its default weight is 0); the
+"deployed" rows run the same chats at the model's configured weight, which is what a user gets.
 
     python -m bench.llm_path --users 3
 """
@@ -54,6 +55,7 @@ def _scoring_pass_figures(llm: Any, agent: Any, uid: str) -> dict[str, float]:
     labels = list(LABELS[: len(cands)])
     llm._llama.reset()
     cold = llm.score_labels(prompt, labels)
+    cold_threads = llm._threads  # the per-call thread count (threads_for_now): 1 or 2 cores here halves the time
     again = llm.score_labels(prompt, labels)  # the very same prompt right after: only the last token is evaluated
     shuffled = [cands[i] for i in np.random.default_rng(0).permutation(len(cands))]
     warm = llm.score_labels(candidates_prompt("rerank_score", shuffled, intents, profile, evidence, CONTEXT), labels)
@@ -61,8 +63,11 @@ def _scoring_pass_figures(llm: Any, agent: Any, uid: str) -> dict[str, float]:
     messages, _ = llm._fit_messages(prompt, 1)
     tokens = llm._llama.tokenize(llm._chat_text(messages).encode("utf-8"), add_bos=False, special=True)
     raw_ms = []
+    raw_threads = []
     for _ in range(3):
         llm._llama.reset()
+        llm._use_free_cores()  # the same per-call choice a scoring pass makes, so the two compare
+        raw_threads.append(llm._threads)
         t = time.perf_counter()
         llm._llama.eval(tokens)
         raw_ms.append((time.perf_counter() - t) * 1000.0)
@@ -74,6 +79,8 @@ def _scoring_pass_figures(llm: Any, agent: Any, uid: str) -> dict[str, float]:
         "shuffled_cached_tokens": float(warm.usage.cached_prompt_tokens),
         "same_prompt_ms": again.usage.latency_ms,
         "raw_eval_ms": statistics.median(raw_ms),
+        "cold_threads": float(cold_threads),
+        "raw_threads": float(statistics.median(raw_threads)),
     }
 
 
@@ -92,6 +99,7 @@ def run(users: int = 3, llm_spec: str = "smollm2", workdir: Path | None = None) 
     load_s = time.perf_counter() - t
     settings = bench_settings(str(store), llm=llm_spec, rerank=True, rerank_top_n=20,
                               llm_rank_weights={llm.model_id: 1.0})
+    deploy = bench_settings(str(store), llm=llm_spec, rerank=True, rerank_top_n=20)
     nollm = settings.model_copy(update={"llm_stages": {"decompose": False, "compose": False, "rerank": False}})
     path = resources.files("interestlens.agent").joinpath("data/demo_catalog.jsonl")
     rows: list[dict[str, Any]] = []
@@ -132,6 +140,18 @@ def run(users: int = 3, llm_spec: str = "smollm2", workdir: Path | None = None) 
         scoring = _scoring_pass_figures(llm, agent, "llm-bench-0")
         for i in range(users):
             agent.forget(f"llm-bench-{i}")
+    # What a user gets by default: the model's fitted rank weight (0 for the packaged model, so no scoring pass).
+    deployed: list[dict[str, float]] = []
+    with InterestAgent(deploy, llm=llm, embedder=embedder) as agent:
+        for i in range(users):
+            uid = f"deploy-bench-{i}"
+            t = time.perf_counter()
+            agent.observe(uid, CHATS[i % len(CHATS)])
+            obs_s = time.perf_counter() - t
+            t = time.perf_counter()
+            agent.recommend(uid, context=CONTEXT, k=5)
+            deployed.append({"observe_s": obs_s, "recommend_s": time.perf_counter() - t})
+            agent.forget(uid)
     # The same chats without any LLM stage, same process, for the LLM-minus-no-LLM figure.
     base: list[float] = []
     with InterestAgent(nollm, llm=None, embedder=embedder) as agent:
@@ -148,7 +168,8 @@ def run(users: int = 3, llm_spec: str = "smollm2", workdir: Path | None = None) 
     res = BenchResult(bench="llm_path", params={"users": users, "llm": llm_spec, "rerank_top_n": 20, "k": 5})
 
     res.settings = settings.model_dump(mode="json")
-    res.details = {"rows": rows, "scoring": scoring, "nollm_s": base, "llm_load_s": load_s}
+    res.details = {"rows": rows, "scoring": scoring, "nollm_s": base, "deployed": deployed, "llm_load_s": load_s,
+                   "deploy_rank_weight": deploy.reranker.llm_rank_weights.get(llm.model_id, 0.0)}
 
     def p50(key: str) -> float:
         return percentile([r[key] for r in rows], 50)
@@ -161,10 +182,18 @@ def run(users: int = 3, llm_spec: str = "smollm2", workdir: Path | None = None) 
     total = percentile([r["observe_s"] + r["recommend_s"] for r in rows], 50)
     res.add("LLM path minus no-LLM path, observe + recommend p50", total - percentile(base, 50), "s", "<= 3",
             total - percentile(base, 50) <= 3)
+    deploy_w = res.details["deploy_rank_weight"]
+    res.add(f"recommend k=5 with the deployed rank weight ({deploy_w:g}) p50",
+            percentile([d["recommend_s"] for d in deployed], 50), "s", "",
+            note="no scoring pass at weight 0" if not deploy_w else "")
+    deploy_total = percentile([d["observe_s"] + d["recommend_s"] for d in deployed], 50)
+    res.add("  deployed LLM path minus no-LLM path, observe + recommend p50", deploy_total - percentile(base, 50),
+            "s", "")
     res.add("scoring pass, 20 candidates, KV cache empty", scoring["cold_ms"], "ms", "",
-            note=f"{scoring['prompt_tokens']:.0f} prompt tokens")
+            note=f"{scoring['prompt_tokens']:.0f} prompt tokens, {scoring['cold_threads']:.0f} threads")
     res.add("  raw prompt evaluation of the same tokens (llama.cpp eval)", scoring["raw_eval_ms"], "ms", "",
-            note=f"{scoring['prompt_tokens'] / scoring['raw_eval_ms'] * 1000:.0f} tokens/s")
+            note=f"{scoring['prompt_tokens'] / scoring['raw_eval_ms'] * 1000:.0f} tokens/s, "
+            f"{scoring['raw_threads']:.0f} threads")
     res.add("  scoring pass, shuffled order (static prefix reused)", scoring["shuffled_ms"], "ms", "",
             note=f"{scoring['shuffled_cached_tokens']:.0f} tokens from the KV cache")
     res.add("  scoring pass, same prompt again (all but 1 token cached)", scoring["same_prompt_ms"], "ms", "")

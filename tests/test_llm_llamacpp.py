@@ -277,12 +277,15 @@ def test_other_processes_load_excludes_this_process(monkeypatch):
     """Busy time of the machine minus this process's CPU time, per second of wall time."""
     from interestlens.agent.llm.gguf import OtherProcessesLoad
 
-    samples = iter([(0.0, 100.0, 10.0), (2.0, 104.0, 13.0), (2.01, 104.0, 13.0)])
+    monkeypatch.setattr("os.getloadavg", lambda: (1.75, 0.0, 0.0))  # counts this process's own calls
+    samples = iter([(0.0, 100.0, 10.0), (0.01, 100.0, 10.0), (2.0, 104.0, 13.0), (2.01, 104.0, 13.0),
+                    (3.0, 106.0, 14.9)])
     monkeypatch.setattr(OtherProcessesLoad, "_sample", staticmethod(lambda: next(samples)))
     load = OtherProcessesLoad()
+    assert load.cores_busy() == 1.75  # 10 ms after the start, nothing read yet: only the load average can tell
     assert load.cores_busy() == pytest.approx(0.5)  # 4 busy core-seconds, 3 of them ours, in 2 s
-    monkeypatch.setattr("os.getloadavg", lambda: (1.75, 0.0, 0.0))
-    assert load.cores_busy() == 1.75  # 10 ms apart: too short to tell, the load average answers
+    assert load.cores_busy() == pytest.approx(0.5)  # 10 ms apart (after a cached call): the previous reading
+    assert load.cores_busy() == pytest.approx(0.1)  # the window still starts at 2.0 s: 2 busy, 1.9 ours, in 1 s
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux only")
