@@ -56,6 +56,18 @@ def cap_series(order: Sequence[str], titles: Mapping[str, str], k: int, cap: int
     return (kept + deferred)[:k]
 
 
+def mmr_window(k: int) -> int:
+    """How many of the fused top (after the dislike filter) MMR chooses the k from."""
+    return max(4 * k, 40)
+
+
+def mmr_relevance(scores: np.ndarray) -> np.ndarray:
+    """Fused scores min-max to [0, 1]: a fitted ranker's scores can be negative, and MMR trades relevance
+    against cosine similarity."""
+    span = scores.max() - scores.min() if len(scores) else 0.0
+    return (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
+
+
 def mmr_select(rel: np.ndarray, embs: np.ndarray, k: int, lam: float) -> list[int]:
     """Greedy maximal marginal relevance: lam * relevance - (1 - lam) * max similarity to what is chosen."""
     n = len(rel)
@@ -189,7 +201,7 @@ def filter_and_diversify(
     """Dislike filter over the fused top of the pool (fetched in chunks), then MMR (in slots shared out among
     the intents when `intents`, their vectors and weights, are given) down to k; `take` > k continues the same
     greedy order past k (the window stays k's)."""
-    window = max(4 * k, 40) + (INTENT_TOP_N * len(intents[1]) if intents is not None else 0)
+    window = mmr_window(k) + (INTENT_TOP_N * len(intents[1]) if intents is not None else 0)
     kept: list[str] = []
     dropped = 0
     pos = 0
@@ -210,10 +222,7 @@ def filter_and_diversify(
     kept = kept[:window]
     if not kept:
         return []
-    rel = np.array([fused[i] for i in kept], dtype=np.float64)
-    # Min-max to [0, 1]: a fitted ranker's scores can be negative, and MMR trades relevance against cosine.
-    span = rel.max() - rel.min()
-    rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
+    rel = mmr_relevance(np.array([fused[i] for i in kept], dtype=np.float64))
     matrix = np.stack([embs[i] for i in kept])
     if intents is not None:
         order = proportional_select(rel, matrix, intents[0], intents[1], take or k, settings.retrieve.mmr_lambda)

@@ -262,6 +262,78 @@ def _cv_ndcg(pools: Sequence[LabelledPool], models: Mapping[str, Fusion]) -> flo
     return float(vals.mean()) if len(vals) else 0.0
 
 
+# MMR's relevance weight (Settings.retrieve.mmr_lambda) the cross-validation chooses from; 1.0 is the fused order.
+MMR_LAMBDA_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def pool_embeddings(env: AgentEnvironment, pools: Sequence[LabelledPool]) -> dict[str, np.ndarray]:
+    """The catalog embeddings of every item in the pools (what MMR compares)."""
+    return env.store.item_embeddings(sorted({i for p in pools for i in p.ids}))
+
+
+def mmr_ndcg_by_lambda(
+    pools: Sequence[LabelledPool], models: Mapping[str, Fusion], embeddings: Mapping[str, np.ndarray],
+    grid: Sequence[float] = MMR_LAMBDA_GRID, k: int = 10,
+) -> dict[float, np.ndarray]:
+    """ndcg@k per pool after the final selection's MMR at each lambda: each pool fused by its user's model, its
+    top `mmr_window(k)` with an embedding diversified by `mmr_select` (agent.selection, as `recommend` does; the
+    dislike filter, facets and the series cap are left out: they need the profile and the titles)."""
+    from interestlens.agent.selection import mmr_relevance, mmr_select, mmr_window
+    from interestlens.evals.metrics import ndcg_at_k
+
+    out = {lam: np.zeros(len(pools)) for lam in grid}
+    for model in {id(m): m for m in models.values()}.values():
+        idx = [i for i, p in enumerate(pools) if models[p.user_id] is model]
+        if not idx:
+            continue
+        scores = np.split(model.score(np.concatenate([pools[i].features for i in idx])),
+                          np.cumsum([len(pools[i].ids) for i in idx])[:-1])
+        for i, fused in zip(idx, scores, strict=True):
+            p = pools[i]
+            by_id = dict(zip(p.ids, fused.tolist(), strict=True))
+            ranked = sorted(p.ids, key=lambda item: (-by_id[item], item))  # recommend's order and tie rule
+            window = [item for item in ranked if item in embeddings][: mmr_window(k)]
+            if not window:
+                continue
+            rel = mmr_relevance(np.array([by_id[item] for item in window]))
+            matrix = np.stack([embeddings[item] for item in window])
+            for lam in grid:
+                chosen = [window[o] for o in mmr_select(rel, matrix, k, lam)]
+                out[lam][i] = ndcg_at_k(chosen, p.relevant, k)
+    return out
+
+
+def cross_validated_mmr_lambda(
+    pools: Sequence[LabelledPool], models: Mapping[str, Fusion], fold_of: Mapping[str, int],
+    embeddings: Mapping[str, np.ndarray], setting: float, grid: Sequence[float] = MMR_LAMBDA_GRID,
+) -> dict[str, Any]:
+    """MMR's lambda chosen per fold on the other folds' users (offline ndcg@10 after MMR, `mmr_ndcg_by_lambda`),
+    scored on the fold's users; against the setting's lambda with the paired test of the system rows."""
+    from interestlens.evals.metrics import paired_permutation_test
+
+    grid = sorted({*grid, setting})
+    by_lam = mmr_ndcg_by_lambda(pools, models, embeddings, grid)
+    cv = np.zeros(len(pools))
+    chosen: dict[int, float] = {}
+    for f in sorted(set(fold_of.values())):
+        train = [i for i, p in enumerate(pools) if fold_of[p.user_id] != f]
+        test = [i for i, p in enumerate(pools) if fold_of[p.user_id] == f]
+        # Ties go to the lambda nearest the setting: a change has to earn its place.
+        lam = max(grid, key=lambda g: (round(float(by_lam[g][train].mean()), 6), -abs(g - setting)))
+        chosen[f] = lam
+        cv[test] = by_lam[lam][test]
+    users = [p.user_id for p in pools]
+    test = paired_permutation_test(cv.tolist(), by_lam[setting].tolist(), users)
+    return {
+        "setting": setting, "grid": grid, "folds_chose": [chosen[f] for f in sorted(chosen)],
+        "cv_ndcg@10": round(float(cv.mean()), 4), "setting_ndcg@10": round(float(by_lam[setting].mean()), 4),
+        "cv_minus_setting": {n: round(v, 4) if n != "n_users" else v for n, v in test.items()},
+        "ndcg@10_by_lambda_all_users": {str(g): round(float(v.mean()), 4) for g, v in by_lam.items()},
+        "note": "offline, on the collected pools: fusion (cross-validated) then MMR over the fused top, without "
+        "the dislike filter, facets or the series cap; the system rows are the full pipeline",
+    }
+
+
 def _public(info: dict[str, Any]) -> dict[str, Any]:
     """describe() without the long lists (train_users, params) results.json does not need per fold."""
     return {k: v for k, v in info.items() if k not in ("train_users", "params")}
@@ -305,16 +377,18 @@ def tune(
     env = AgentEnvironment(ds, settings, cache, embedder, progress)
     try:
         pools = collect_pools(env, ds, ds.cases, protocol, seed, progress)
+        embeddings = pool_embeddings(env, pools)
     finally:
         env.close()
     weights = settings.fusion.weights
-    by_user, _ = cross_validated_fusions(pools, weights, folds, seed)
+    by_user, fold_of = cross_validated_fusions(pools, weights, folds, seed)
     table = ablation_table(pools, by_user, weights, folds, seed)
+    mmr = cross_validated_mmr_lambda(pools, by_user, fold_of, embeddings, settings.retrieve.mmr_lambda)
     model = fit_fusion(pools, seed, weights, inner_folds=folds, dataset=str(data_dir), split=split,
                        protocol=protocol, commit=git_commit())
     model.save(out_path)
     report = {"out": str(out_path), "n_cases": len(ds.cases), "n_users": len({c.user_id for c in ds.cases}),
-              "cross_validated_offline_ndcg@10": table, **model.describe()}
+              "cross_validated_offline_ndcg@10": table, "mmr_lambda_cv": mmr, **model.describe()}
     return report
 
 
@@ -355,6 +429,8 @@ def fusion_per_user(
         "ablation_offline_ndcg@10": ablation_table(pools, by_user, env.settings.fusion.weights, folds, seed),
         "ablation_note": "fusion only, on the collected pools (no dislike filter, no MMR); the system rows "
         "are the full pipeline",
+        "mmr_lambda_cv": cross_validated_mmr_lambda(pools, by_user, fold_of, pool_embeddings(env, pools),
+                                                    env.settings.retrieve.mmr_lambda),
         "per_fold": {f: _public(by_user[next(u for u in users if fold_of[u] == f)].describe())
                      for f in sorted(set(fold_of.values()))},
     }

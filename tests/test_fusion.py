@@ -18,9 +18,11 @@ from interestlens.evals.fitting import (
     LabelledPool,
     PoolBatch,
     cross_validated_fusions,
+    cross_validated_mmr_lambda,
     fit_fusion,
     fit_linear,
     fold_of_users,
+    mmr_ndcg_by_lambda,
     pools_ndcg,
 )
 from interestlens.stores.behaviour import build_matrices, ease_scores, fit_ease
@@ -141,6 +143,50 @@ def test_pool_batch_ndcg_equals_the_metric_registrys_ndcg():
                 for p in pools]
     assert np.allclose(pools_ndcg(pools, fusion), expected)
     assert np.allclose(PoolBatch.of(pools).linear_ndcg(fusion.weights), expected)
+
+
+def _near_duplicate_pools(users: int, rng: np.random.Generator) -> tuple[list[LabelledPool], dict[str, np.ndarray]]:
+    """Per user 50 items: the fused top 10 are near-duplicates of which only the first is a positive; the five
+    positives after them point elsewhere, so diversity finds them."""
+    pools, embs = [], {}
+    for u in range(users):
+        ids = [f"u{u}-{i}" for i in range(50)]
+        f = np.zeros((50, len(FEATURES)))
+        f[:, FEATURE_INDEX["text_rank"]] = np.linspace(1.0, 0.02, 50)  # distinct: the fused order is the id order
+        labels = np.zeros(50, dtype=np.int8)
+        labels[[0, 10, 11, 12, 13, 14]] = 1
+        twin = rng.normal(size=8)
+        for i, item in enumerate(ids):
+            v = twin + 0.01 * rng.normal(size=8) if i < 10 else rng.normal(size=8)
+            embs[item] = v / np.linalg.norm(v)
+        pools.append(LabelledPool(f"u{u}", f"u{u}", ids, f, labels, [i for i, y in zip(ids, labels, strict=True) if y]))
+    return pools, embs
+
+
+def test_mmr_lambda_one_is_the_fused_order_and_cross_validation_finds_planted_diversity():
+    pools, embs = _near_duplicate_pools(10, np.random.default_rng(4))
+    fusion = LinearFusion({"text": 1.0})
+    models = {p.user_id: fusion for p in pools}
+    by_lam = mmr_ndcg_by_lambda(pools, models, embs, grid=(0.5, 1.0))
+    assert np.allclose(by_lam[1.0], pools_ndcg(pools, fusion))  # no diversity: the order the fits maximise
+    assert (by_lam[0.5] > by_lam[1.0]).all()
+    folds = fold_of_users([p.user_id for p in pools], 5, 0)
+    r = cross_validated_mmr_lambda(pools, models, folds, embs, setting=1.0)
+    assert all(lam < 1.0 for lam in r["folds_chose"]) and len(r["folds_chose"]) == 5
+    assert r["cv_ndcg@10"] > r["setting_ndcg@10"] == round(float(by_lam[1.0].mean()), 4)
+    assert r["cv_minus_setting"]["mean_diff"] > 0 and r["cv_minus_setting"]["n_users"] == 10
+
+
+def test_mmr_lambda_keeps_the_setting_when_diversity_earns_nothing():
+    """Positives at the top of the fused order: every lambda that keeps them ties, and a tie keeps the setting."""
+    pools, embs = _near_duplicate_pools(6, np.random.default_rng(5))
+    for p in pools:
+        p.labels[:] = 0
+        p.labels[0] = 1
+        p.relevant[:] = [p.ids[0]]
+    models = {p.user_id: LinearFusion({"text": 1.0}) for p in pools}
+    r = cross_validated_mmr_lambda(pools, models, fold_of_users([p.user_id for p in pools], 3, 0), embs, 0.7)
+    assert r["folds_chose"] == [0.7, 0.7, 0.7] and r["cv_minus_setting"]["mean_diff"] == 0.0
 
 
 def test_linear_fit_finds_the_planted_signal_and_round_trips(tmp_path):
