@@ -291,6 +291,12 @@ def test_tune_fits_stores_and_the_agent_loads_it(tmp_path, capsys):
     assert report["selected"] in FIT_CANDIDATES and report["n_users"] == 8
     assert set(report["inner_cv_ndcg10"]) <= set(FIT_CANDIDATES)
     assert "fusion (cv)" in report["cross_validated_offline_ndcg@10"]
+    mmr = report["mmr_lambda_cv"]
+    assert len(mmr["folds_chose"]) == 2 and mmr["setting"] == Settings().retrieve.mmr_lambda
+    assert set(mmr["folds_chose"]) <= set(mmr["grid"]) and 0.0 <= mmr["cv_ndcg@10"] <= 1.0
+    text = CliRunner().invoke(app, ["--store", str(store), "--llm", "none", "tune", "--data", str(data),
+                                    "--folds", "2"], env=env)
+    assert text.exit_code == 0 and "MMR lambda, cross-validated: folds chose" in text.output
     agent = InterestAgent(Settings(store=str(store), llm="none"))
     try:
         assert agent.fusion.kind == report["kind"] and agent.fusion.describe()["selected"] == report["selected"]

@@ -98,6 +98,11 @@ def tune_command(
         typer.echo(f"fusion fit on {report['n_cases']} cases of {report['n_users']} users -> {report['out']}")
         for name, value in report["cross_validated_offline_ndcg@10"].items():
             typer.echo(f"  {name:<28} ndcg@10 {value:.4f}")
+        mmr = report["mmr_lambda_cv"]
+        d = mmr["cv_minus_setting"]
+        typer.echo(f"MMR lambda, cross-validated: folds chose {mmr['folds_chose']}, ndcg@10 {mmr['cv_ndcg@10']:.4f} "
+                   f"against {mmr['setting_ndcg@10']:.4f} at the setting {mmr['setting']} "
+                   f"({d['mean_diff']:+.4f} [{d['diff_ci_lo']:+.4f}, {d['diff_ci_hi']:+.4f}], p {d['p_value']:.2f})")
 
 
 @eval_app.command("suite")
