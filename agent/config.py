@@ -104,10 +104,15 @@ class ComposeConfig(_Group):
     context_boost: float = 2.0  # relevance multiplier at cosine 1.0 between an interest and the message
 
 
+MMR_LAMBDA_DEFAULT = 0.7  # a prior, not fit: served where no fusion file carries a fitted lambda
+
+
 class RetrieveConfig(_Group):
     per_intent_k: int = 100  # vector neighbours per intent query
     rrf_k: int = 60  # reciprocal-rank-fusion constant (the usual 60, Cormack et al. 2009)
-    mmr_lambda: float = 0.7  # relevance vs diversity in the final selection
+    # Relevance vs diversity in the final selection (MMR; 1.0 = the fused order). None: the lambda `interestlens
+    # tune` fit with the catalog's fusion (cross-validated over users in evaluation), else MMR_LAMBDA_DEFAULT.
+    mmr_lambda: float | None = Field(default=None, ge=0.0, le=1.0)
     # With 2+ intents, share the k slots among them by weight (agent/selection.proportional_select) instead
     # of plain MMR. Off: on MovieLens dev (full, CV, commit beba724) ndcg@10 0.067 with it, 0.131 without
     # (run-to-run spread of that figure: about 0.03). It fixes what the walk-through shows, not what users liked.

@@ -20,13 +20,22 @@ from typing import Any
 import numpy as np
 
 from interestlens.agent.candidate_pool import CandidatePool, build_pool
-from interestlens.agent.config import Settings
+from interestlens.agent.config import MMR_LAMBDA_DEFAULT, Settings
 from interestlens.agent.facets import RequestFacets
 from interestlens.agent.fusion import Fusion, LinearFusion
 from interestlens.agent.llm.base import Stopwatch
 from interestlens.agent.models import Candidate, Intent, InterestProfile, StageStats
 from interestlens.agent.protocols import Embedder, Store
 from interestlens.agent.selection import cap_series, dislike_vectors, filter_and_diversify, intent_floor
+
+
+def served_mmr_lambda(fusion: Fusion, settings: Settings) -> float:
+    """MMR's lambda: the setting when given, else the one `interestlens tune` fit with this fusion (in evaluation
+    each fold's, chosen on the other folds), else the prior."""
+    if settings.retrieve.mmr_lambda is not None:
+        return settings.retrieve.mmr_lambda
+    fitted = getattr(fusion, "meta", {}).get("mmr_lambda")
+    return MMR_LAMBDA_DEFAULT if fitted is None else float(fitted)
 
 
 def rank_pool(
@@ -66,7 +75,7 @@ def rank_pool(
     cap = settings.retrieve.series_cap
     # Diversified beyond k, so that items of other series can take the places of a series' extra episodes.
     chosen_ids = filter_and_diversify(ranked, fused, embs, store, dislike_vecs, k, settings, stats, intents,
-                                      take=2 * k if cap > 0 else k)
+                                      take=2 * k if cap > 0 else k, mmr_lambda=served_mmr_lambda(fusion, settings))
     if cap > 0:
         missing = [i for i in chosen_ids if i not in pool.items]
         if missing:

@@ -196,7 +196,7 @@ def dislike_vectors(profile: InterestProfile, embedder: Embedder) -> np.ndarray 
 def filter_and_diversify(
     ranked: list[str], fused: Mapping[str, float], embs: dict[str, np.ndarray], store: Store,
     dislike_vecs: np.ndarray | None, k: int, settings: Settings, stats: StageStats,
-    intents: tuple[np.ndarray, np.ndarray] | None = None, *, take: int | None = None,
+    intents: tuple[np.ndarray, np.ndarray] | None = None, *, take: int | None = None, mmr_lambda: float,
 ) -> list[str]:
     """Dislike filter over the fused top of the pool (fetched in chunks), then MMR (in slots shared out among
     the intents when `intents`, their vectors and weights, are given) down to k; `take` > k continues the same
@@ -225,7 +225,7 @@ def filter_and_diversify(
     rel = mmr_relevance(np.array([fused[i] for i in kept], dtype=np.float64))
     matrix = np.stack([embs[i] for i in kept])
     if intents is not None:
-        order = proportional_select(rel, matrix, intents[0], intents[1], take or k, settings.retrieve.mmr_lambda)
+        order = proportional_select(rel, matrix, intents[0], intents[1], take or k, mmr_lambda)
     else:
-        order = mmr_select(rel, matrix, take or k, settings.retrieve.mmr_lambda)
+        order = mmr_select(rel, matrix, take or k, mmr_lambda)
     return [kept[o] for o in order]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from interestlens.agent.config import Settings
+from interestlens.agent.config import MMR_LAMBDA_DEFAULT, Settings
 from interestlens.agent.embeddings import make_embedder
 from interestlens.agent.errors import InvalidInputError
 from interestlens.agent.fusion import (
@@ -307,31 +307,46 @@ def cross_validated_mmr_lambda(
     pools: Sequence[LabelledPool], models: Mapping[str, Fusion], fold_of: Mapping[str, int],
     embeddings: Mapping[str, np.ndarray], setting: float, grid: Sequence[float] = MMR_LAMBDA_GRID,
 ) -> dict[str, Any]:
-    """MMR's lambda chosen per fold on the other folds' users (offline ndcg@10 after MMR, `mmr_ndcg_by_lambda`),
-    scored on the fold's users; against the setting's lambda with the paired test of the system rows."""
+    """MMR's lambda per fold, chosen on the other folds' users and scored on the fold's: the training users'
+    pools are fused by the fold's own model (fit on them only), so nothing of the fold's users enters the choice.
+    Against the setting's lambda with the paired test of the system rows. `folds_chose[f]` is what users of fold
+    f are served with (`with_mmr_lambda`)."""
     from interestlens.evals.metrics import paired_permutation_test
 
     grid = sorted({*grid, setting})
-    by_lam = mmr_ndcg_by_lambda(pools, models, embeddings, grid)
     cv = np.zeros(len(pools))
+    at_setting = np.zeros(len(pools))
     chosen: dict[int, float] = {}
     for f in sorted(set(fold_of.values())):
-        train = [i for i, p in enumerate(pools) if fold_of[p.user_id] != f]
-        test = [i for i, p in enumerate(pools) if fold_of[p.user_id] == f]
+        model = next(models[u] for u in models if fold_of[u] == f)
+        fold_models = {u: model for u in models}
+        train = [p for p in pools if fold_of[p.user_id] != f]
+        test_idx = [i for i, p in enumerate(pools) if fold_of[p.user_id] == f]
+        on_train = mmr_ndcg_by_lambda(train, fold_models, embeddings, grid)
         # Ties go to the lambda nearest the setting: a change has to earn its place.
-        lam = max(grid, key=lambda g: (round(float(by_lam[g][train].mean()), 6), -abs(g - setting)))
+        lam = max(grid, key=lambda g: (round(float(on_train[g].mean()), 6), -abs(g - setting)))
         chosen[f] = lam
-        cv[test] = by_lam[lam][test]
+        on_test = mmr_ndcg_by_lambda([pools[i] for i in test_idx], fold_models, embeddings, sorted({lam, setting}))
+        cv[test_idx], at_setting[test_idx] = on_test[lam], on_test[setting]
     users = [p.user_id for p in pools]
-    test = paired_permutation_test(cv.tolist(), by_lam[setting].tolist(), users)
+    test = paired_permutation_test(cv.tolist(), at_setting.tolist(), users)
     return {
         "setting": setting, "grid": grid, "folds_chose": [chosen[f] for f in sorted(chosen)],
-        "cv_ndcg@10": round(float(cv.mean()), 4), "setting_ndcg@10": round(float(by_lam[setting].mean()), 4),
+        "cv_ndcg@10": round(float(cv.mean()), 4), "setting_ndcg@10": round(float(at_setting.mean()), 4),
         "cv_minus_setting": {n: round(v, 4) if n != "n_users" else v for n, v in test.items()},
-        "ndcg@10_by_lambda_all_users": {str(g): round(float(v.mean()), 4) for g, v in by_lam.items()},
         "note": "offline, on the collected pools: fusion (cross-validated) then MMR over the fused top, without "
         "the dislike filter, facets or the series cap; the system rows are the full pipeline",
     }
+
+
+def fit_mmr_lambda(pools: Sequence[LabelledPool], model: Fusion, embeddings: Mapping[str, np.ndarray],
+                   setting: float, grid: Sequence[float] = MMR_LAMBDA_GRID) -> tuple[float, dict[str, float]]:
+    """The lambda for users outside `pools` (what `tune` stores): the best over all of them with `model`, ties to
+    the setting; and ndcg@10 by lambda (in-sample)."""
+    grid = sorted({*grid, setting})
+    by_lam = mmr_ndcg_by_lambda(pools, {p.user_id: model for p in pools}, embeddings, grid)
+    lam = max(grid, key=lambda g: (round(float(by_lam[g].mean()), 6), -abs(g - setting)))
+    return lam, {str(g): round(float(v.mean()), 4) for g, v in by_lam.items()}
 
 
 def _public(info: dict[str, Any]) -> dict[str, Any]:
@@ -383,9 +398,14 @@ def tune(
     weights = settings.fusion.weights
     by_user, fold_of = cross_validated_fusions(pools, weights, folds, seed)
     table = ablation_table(pools, by_user, weights, folds, seed)
-    mmr = cross_validated_mmr_lambda(pools, by_user, fold_of, embeddings, settings.retrieve.mmr_lambda)
+    set_lambda = settings.retrieve.mmr_lambda
+    prior = MMR_LAMBDA_DEFAULT if set_lambda is None else set_lambda
+    mmr = cross_validated_mmr_lambda(pools, by_user, fold_of, embeddings, prior)
     model = fit_fusion(pools, seed, weights, inner_folds=folds, dataset=str(data_dir), split=split,
                        protocol=protocol, commit=git_commit())
+    if set_lambda is None:  # served by the agent that loads this file (agent.retrieve.served_mmr_lambda)
+        model.meta["mmr_lambda"], mmr["fit_on_all_users_by_lambda"] = fit_mmr_lambda(
+            pools, model, embeddings, MMR_LAMBDA_DEFAULT)
     model.save(out_path)
     report = {"out": str(out_path), "n_cases": len(ds.cases), "n_users": len({c.user_id for c in ds.cases}),
               "cross_validated_offline_ndcg@10": table, "mmr_lambda_cv": mmr, **model.describe()}
@@ -423,14 +443,22 @@ def fusion_per_user(
     except InvalidInputError as e:  # a handful of cases (a --limit run) cannot train a ranker
         log.warning("cross-validated fusion not fit (%s): linear fusion", e)
         return {}, {"mode": f"linear (cross-validation not possible: {e})", "weights": env.settings.fusion.weights}
+    set_lambda = env.settings.retrieve.mmr_lambda
+    mmr = cross_validated_mmr_lambda(pools, by_user, fold_of, pool_embeddings(env, pools),
+                                     MMR_LAMBDA_DEFAULT if set_lambda is None else set_lambda)
+    if set_lambda is None:  # a lambda the user set is served as set
+        for u, model in by_user.items():  # one model object per fold
+            model.meta["mmr_lambda"] = mmr["folds_chose"][fold_of[u]]
+        mmr["served"] = "each fold's users with the lambda chosen on the other folds"
+    else:
+        mmr["served"] = f"the setting ({set_lambda}), set explicitly"
     info = {
         "mode": f"{len(set(fold_of.values()))}-fold cross-validation over users (fit on the other folds)",
+        "mmr_lambda_cv": mmr,
         "fold_of_user": fold_of,
         "ablation_offline_ndcg@10": ablation_table(pools, by_user, env.settings.fusion.weights, folds, seed),
         "ablation_note": "fusion only, on the collected pools (no dislike filter, no MMR); the system rows "
         "are the full pipeline",
-        "mmr_lambda_cv": cross_validated_mmr_lambda(pools, by_user, fold_of, pool_embeddings(env, pools),
-                                                    env.settings.retrieve.mmr_lambda),
         "per_fold": {f: _public(by_user[next(u for u in users if fold_of[u] == f)].describe())
                      for f in sorted(set(fold_of.values()))},
     }

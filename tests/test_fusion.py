@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interestlens.agent.config import Settings
+from interestlens.agent.config import MMR_LAMBDA_DEFAULT, Settings
 from interestlens.agent.errors import InvalidInputError
 from interestlens.agent.fusion import FEATURE_INDEX, FEATURES, LinearFusion, fit_lambdarank, load_fusion
+from interestlens.agent.retrieve import served_mmr_lambda
 from interestlens.evals import metrics as M
 from interestlens.evals.data import load_dataset
 from interestlens.evals.fitting import (
@@ -189,6 +190,15 @@ def test_mmr_lambda_keeps_the_setting_when_diversity_earns_nothing():
     assert r["folds_chose"] == [0.7, 0.7, 0.7] and r["cv_minus_setting"]["mean_diff"] == 0.0
 
 
+def test_mmr_lambda_served_is_the_setting_else_the_fusions_else_the_prior():
+    fitted = LinearFusion({"text": 1.0}, {"mmr_lambda": 0.9})
+    assert served_mmr_lambda(fitted, Settings()) == 0.9
+    assert served_mmr_lambda(LinearFusion({"text": 1.0}), Settings()) == MMR_LAMBDA_DEFAULT
+    assert served_mmr_lambda(fitted, Settings(retrieve={"mmr_lambda": 0.0})) == 0.0  # 0 is a setting, not unset
+    with pytest.raises(ValueError):
+        Settings(retrieve={"mmr_lambda": 1.5})
+
+
 def test_linear_fit_finds_the_planted_signal_and_round_trips(tmp_path):
     rng = np.random.default_rng(4)
     pools = [_pool(f"u{i}", 60, rng) for i in range(20)]
@@ -292,7 +302,7 @@ def test_tune_fits_stores_and_the_agent_loads_it(tmp_path, capsys):
     assert set(report["inner_cv_ndcg10"]) <= set(FIT_CANDIDATES)
     assert "fusion (cv)" in report["cross_validated_offline_ndcg@10"]
     mmr = report["mmr_lambda_cv"]
-    assert len(mmr["folds_chose"]) == 2 and mmr["setting"] == Settings().retrieve.mmr_lambda
+    assert len(mmr["folds_chose"]) == 2 and mmr["setting"] == MMR_LAMBDA_DEFAULT
     assert set(mmr["folds_chose"]) <= set(mmr["grid"]) and 0.0 <= mmr["cv_ndcg@10"] <= 1.0
     text = CliRunner().invoke(app, ["--store", str(store), "--llm", "none", "tune", "--data", str(data),
                                     "--folds", "2"], env=env)
@@ -300,6 +310,9 @@ def test_tune_fits_stores_and_the_agent_loads_it(tmp_path, capsys):
     agent = InterestAgent(Settings(store=str(store), llm="none"))
     try:
         assert agent.fusion.kind == report["kind"] and agent.fusion.describe()["selected"] == report["selected"]
+        assert report["mmr_lambda"] in mmr["grid"]  # fit on every user, stored with the fusion, served with it
+        assert served_mmr_lambda(agent.fusion, agent.settings) == report["mmr_lambda"]
+        assert served_mmr_lambda(agent.fusion, Settings(retrieve={"mmr_lambda": 0.35})) == 0.35  # a setting wins
     finally:
         agent.close()
     with pytest.raises(SystemExit) as refused:
@@ -327,6 +340,9 @@ def test_eval_cross_validates_on_dev_and_never_fits_on_test(tmp_path):
     assert set(fusion["fold_of_user"]) == {f"u{i}" for i in range(8)}
     assert dev.config["commit"] and dev.config["settings"]["llm"] == "none"
     assert "Ablation" in (tmp_path / "dev" / "report.md").read_text()
+    mmr = fusion["mmr_lambda_cv"]
+    assert mmr["served"].startswith("each fold's users") and len(mmr["folds_chose"]) == 2
+    assert {f["mmr_lambda"] for f in fusion["per_fold"].values()} == set(mmr["folds_chose"])  # what was served
     test = run_recommend_eval(data, "test", "full", **common)
     fit = test.config["fusion"]
     assert fit["mode"] == "fit on split(s) dev" and fit["selected"] in FIT_CANDIDATES
