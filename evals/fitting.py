@@ -33,9 +33,11 @@ from interestlens.agent.fusion import (
     fit_lambdarank,
     load_fusion,
 )
+from interestlens.agent.selection import mmr_relevance, mmr_select, mmr_window
 from interestlens.evals.data import EvalCase, EvalDataset, load_dataset
 from interestlens.evals.eval_results import git_commit
 from interestlens.evals.leave_user_out import AgentEnvironment, default_cache_dir, fresh_user, user_loop
+from interestlens.evals.metrics import ndcg_at_k, paired_permutation_test
 from interestlens.evals.protocols import build_queries
 
 log = logging.getLogger(__name__)
@@ -278,9 +280,6 @@ def mmr_ndcg_by_lambda(
     """ndcg@k per pool after the final selection's MMR at each lambda: each pool fused by its user's model, its
     top `mmr_window(k)` with an embedding diversified by `mmr_select` (agent.selection, as `recommend` does; the
     dislike filter, facets and the series cap are left out: they need the profile and the titles)."""
-    from interestlens.agent.selection import mmr_relevance, mmr_select, mmr_window
-    from interestlens.evals.metrics import ndcg_at_k
-
     out = {lam: np.zeros(len(pools)) for lam in grid}
     for model in {id(m): m for m in models.values()}.values():
         idx = [i for i, p in enumerate(pools) if models[p.user_id] is model]
@@ -311,8 +310,6 @@ def cross_validated_mmr_lambda(
     pools are fused by the fold's own model (fit on them only), so nothing of the fold's users enters the choice.
     Against the setting's lambda with the paired test of the system rows. `folds_chose[f]` is what users of fold
     f are served with (`with_mmr_lambda`)."""
-    from interestlens.evals.metrics import paired_permutation_test
-
     grid = sorted({*grid, setting})
     cv = np.zeros(len(pools))
     at_setting = np.zeros(len(pools))
