@@ -84,6 +84,31 @@ def _scoring_pass_figures(llm: Any, agent: Any, uid: str) -> dict[str, float]:
     }
 
 
+def _observe_recommend(agent: Any, prefix: str, users: int) -> list[dict[str, float]]:
+    """Each chat observed and a recommendation asked for, as fresh users of `agent` (closed after)."""
+    out: list[dict[str, float]] = []
+    with agent:
+        for i in range(users):
+            uid = f"{prefix}-{i}"
+            t = time.perf_counter()
+            obs = agent.observe(uid, CHATS[i % len(CHATS)])
+            obs_s = time.perf_counter() - t
+            t = time.perf_counter()
+            rec = agent.recommend(uid, context=CONTEXT, k=5)
+            out.append({"observe_s": obs_s, "recommend_s": time.perf_counter() - t,
+                        "llm_calls": float(obs.stats.llm_calls + rec.stats.llm_calls),
+                        "prompt_tokens": float(obs.stats.prompt_tokens + rec.stats.prompt_tokens),
+                        "completion_tokens": float(obs.stats.completion_tokens + rec.stats.completion_tokens)})
+            agent.forget(uid)
+    return out
+
+
+def _calls_note(rows: list[dict[str, float]]) -> str:
+    return (f"LLM calls {statistics.fmean(r['llm_calls'] for r in rows):.1f}, tokens "
+            f"{statistics.fmean(r['prompt_tokens'] for r in rows):.0f} / "
+            f"{statistics.fmean(r['completion_tokens'] for r in rows):.0f}")
+
+
 def run(users: int = 3, llm_spec: str = "smollm2", workdir: Path | None = None) -> BenchResult:
     from interestlens.agent.embeddings import make_embedder
     from interestlens.agent.llm import make_llm
@@ -140,18 +165,16 @@ def run(users: int = 3, llm_spec: str = "smollm2", workdir: Path | None = None) 
         scoring = _scoring_pass_figures(llm, agent, "llm-bench-0")
         for i in range(users):
             agent.forget(f"llm-bench-{i}")
-    # What a user gets by default: the model's fitted rank weight (0 for the packaged model, so no scoring pass).
-    deployed: list[dict[str, float]] = []
-    with InterestAgent(deploy, llm=llm, embedder=embedder) as agent:
-        for i in range(users):
-            uid = f"deploy-bench-{i}"
-            t = time.perf_counter()
-            agent.observe(uid, CHATS[i % len(CHATS)])
-            obs_s = time.perf_counter() - t
-            t = time.perf_counter()
-            agent.recommend(uid, context=CONTEXT, k=5)
-            deployed.append({"observe_s": obs_s, "recommend_s": time.perf_counter() - t})
-            agent.forget(uid)
+    # Every LLM stage on, at the model's fitted rank weight (0 for the packaged model: no scoring pass).
+    deployed = _observe_recommend(InterestAgent(deploy, llm=llm, embedder=embedder), "deploy-bench", users)
+    # What a user gets with default settings: the LLM named by spec, so the stages are "auto" (off for the packaged
+    # floor model, on for a model the user chose).
+    default = _observe_recommend(InterestAgent(bench_settings(str(store), llm=llm_spec, rerank=None),
+                                               embedder=embedder), "default-bench", users)
+    # Only the rerank stage forced on (`llm_stages.rerank=True`), the others auto: LLM-written justifications of the
+    # top k with the packaged model, at its rank weight.
+    justify_only = _observe_recommend(InterestAgent(bench_settings(str(store), llm=llm_spec, rerank=True),
+                                                    embedder=embedder), "justify-bench", users)
     # The same chats without any LLM stage, same process, for the LLM-minus-no-LLM figure.
     base: list[float] = []
     with InterestAgent(nollm, llm=None, embedder=embedder) as agent:
@@ -168,7 +191,9 @@ def run(users: int = 3, llm_spec: str = "smollm2", workdir: Path | None = None) 
     res = BenchResult(bench="llm_path", params={"users": users, "llm": llm_spec, "rerank_top_n": 20, "k": 5})
 
     res.settings = settings.model_dump(mode="json")
-    res.details = {"rows": rows, "scoring": scoring, "nollm_s": base, "deployed": deployed, "llm_load_s": load_s,
+    res.details = {"rows": rows, "scoring": scoring, "nollm_s": base, "deployed": deployed, "default": default,
+                   "justify_only": justify_only,
+                   "llm_load_s": load_s,
                    "deploy_rank_weight": deploy.reranker.llm_rank_weights.get(llm.model_id, 0.0)}
 
     def p50(key: str) -> float:
@@ -183,12 +208,18 @@ def run(users: int = 3, llm_spec: str = "smollm2", workdir: Path | None = None) 
     res.add("LLM path minus no-LLM path, observe + recommend p50", total - percentile(base, 50), "s", "<= 3",
             total - percentile(base, 50) <= 3)
     deploy_w = res.details["deploy_rank_weight"]
-    res.add(f"recommend k=5 with the deployed rank weight ({deploy_w:g}) p50",
+    res.add(f"recommend k=5, LLM stages on, the deployed rank weight ({deploy_w:g}) p50",
             percentile([d["recommend_s"] for d in deployed], 50), "s", "",
             note="no scoring pass at weight 0" if not deploy_w else "")
     deploy_total = percentile([d["observe_s"] + d["recommend_s"] for d in deployed], 50)
-    res.add("  deployed LLM path minus no-LLM path, observe + recommend p50", deploy_total - percentile(base, 50),
-            "s", "")
+    res.add("  that path minus no-LLM path, observe + recommend p50", deploy_total - percentile(base, 50), "s", "",
+            note=_calls_note(deployed))
+    default_total = percentile([d["observe_s"] + d["recommend_s"] for d in default], 50)
+    res.add("default settings (stages auto) minus no-LLM path, observe + recommend p50",
+            default_total - percentile(base, 50), "s", "", note=_calls_note(default))
+    justify_total = percentile([d["observe_s"] + d["recommend_s"] for d in justify_only], 50)
+    res.add("  only the rerank stage on (justifications) minus no-LLM path, observe + recommend p50",
+            justify_total - percentile(base, 50), "s", "", note=_calls_note(justify_only))
     res.add("scoring pass, 20 candidates, KV cache empty", scoring["cold_ms"], "ms", "",
             note=f"{scoring['prompt_tokens']:.0f} prompt tokens, {scoring['cold_threads']:.0f} threads")
     res.add("  raw prompt evaluation of the same tokens (llama.cpp eval)", scoring["raw_eval_ms"], "ms", "",
