@@ -433,7 +433,13 @@ def fusion_per_user(
         except InvalidInputError as e:
             log.warning("fusion not fit on %s (%s): linear fusion", others, e)
             return {}, {"mode": f"linear (not fit: {e})", "weights": env.settings.fusion.weights}
-        return dict.fromkeys(users, model), {"mode": f"fit on split(s) {', '.join(others)}", **model.describe()}
+        info: dict[str, Any] = {"mode": f"fit on split(s) {', '.join(others)}"}
+        if env.settings.retrieve.mmr_lambda is None:  # as `tune` stores it: fit on the other splits' users
+            model.meta["mmr_lambda"], by_lambda = fit_mmr_lambda(pools, model, pool_embeddings(env, pools),
+                                                                 MMR_LAMBDA_DEFAULT)
+            info["mmr_lambda_fit"] = {"served": model.meta["mmr_lambda"], "fit_on": others,
+                                      "ndcg@10_by_lambda_on_fit_users": by_lambda}
+        return dict.fromkeys(users, model), {**info, **model.describe()}
     pools = collect_pools(env, ds, ds.cases, protocol, seed, progress)
     try:
         by_user, fold_of = cross_validated_fusions(pools, env.settings.fusion.weights, folds, seed)

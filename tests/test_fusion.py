@@ -347,3 +347,6 @@ def test_eval_cross_validates_on_dev_and_never_fits_on_test(tmp_path):
     fit = test.config["fusion"]
     assert fit["mode"] == "fit on split(s) dev" and fit["selected"] in FIT_CANDIDATES
     assert not set(fit["train_users"]) & {c.user_id for c in load_dataset(data, "test").cases}
+    # The lambda a test split is served is the one fit with that model on the dev users (what `tune` stores).
+    assert fit["mmr_lambda_fit"]["fit_on"] == ["dev"] and fit["mmr_lambda"] == fit["mmr_lambda_fit"]["served"]
+    assert fit["mmr_lambda"] in {float(g) for g in fit["mmr_lambda_fit"]["ndcg@10_by_lambda_on_fit_users"]}
