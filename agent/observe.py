@@ -35,7 +35,7 @@ from interestlens.agent.models import (
     StageStats,
     SubInterest,
 )
-from interestlens.agent.profile import merge_interests, prune_stale
+from interestlens.agent.profile import merge_interests, prune_stale, working_copy
 from interestlens.agent.protocols import Embedder, Store
 from interestlens.agent.text import decode_user_bytes, validate_text
 
@@ -178,7 +178,8 @@ def observe(
     ref_sources = chat.reference_sources if chat else []
     with memory.lock(user_id):
         before = store.load_profile(user_id)
-        profile = before.model_copy(deep=True) if before else InterestProfile(user_id=user_id)
+        # The merge copies what it changes; `before` stays as read, for the history entry.
+        profile = working_copy(before) if before else InterestProfile(user_id=user_id)
         for h in history_items:
             if h.id not in profile.history:
                 profile.history.append(h.id)
@@ -244,7 +245,7 @@ def feedback(
         )
     with memory.lock(user_id):
         before = store.load_profile(user_id)
-        profile = before.model_copy(deep=True) if before else InterestProfile(user_id=user_id)
+        profile = working_copy(before) if before else InterestProfile(user_id=user_id)
         if verdict is not FeedbackKind.DISLIKED and item.id not in profile.history:
             profile.history.append(item.id)
         if interest is not None:

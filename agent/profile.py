@@ -64,6 +64,15 @@ def _extend_evidence(
     return out[:MAX_EVIDENCE] if new_first else out[-MAX_EVIDENCE:]
 
 
+def working_copy(profile: InterestProfile) -> InterestProfile:
+    """A copy whose fields and interest list may be changed in place; the interests themselves are shared, so a
+    caller that changes one copies it first. Why: a deep copy of a 500-interest profile took ~18 ms, and a merge
+    changes a few interests at most."""
+    shell = profile.model_copy(update={"interests": []}).model_copy(deep=True)
+    shell.interests = list(profile.interests)
+    return shell
+
+
 def merge_interests(
     profile: InterestProfile,
     new: Sequence[SubInterest],
@@ -77,12 +86,13 @@ def merge_interests(
     `stored_vectors`: the store's vectors of `profile`'s interests by id (read with it, under the user lock), so that
     the cost of a merge is the new interests' embedding, not the profile's size; interests without one are embedded."""
     now = as_utc(now or utcnow())
-    merged = profile.model_copy(deep=True)
+    merged = working_copy(profile)
     outcome = MergeOutcome(profile=merged)
     if not new:
         return outcome
 
     existing = merged.interests
+    shared = {id(e) for e in existing}  # still the input's objects: copied before they are changed
     new_list = [n.model_copy(deep=True) for n in new]
     stored = stored_vectors or {}
     missing = [e for e in existing if e.id not in stored]
@@ -115,6 +125,9 @@ def merge_interests(
             continue
 
         cur = existing[match_idx]
+        if id(cur) in shared:
+            shared.discard(id(cur))
+            cur = existing[match_idx] = cur.model_copy(deep=True)
         seen_at = max(as_utc(cand.last_seen), as_utc(cur.last_seen))
         if cur.polarity is cand.polarity:
             cur.weight = min(MAX_WEIGHT, cur.weight + settings.profile.reinforce_step * cand.weight)

@@ -31,6 +31,7 @@ from interestlens.agent.models import (
     StageStats,
     SubInterest,
 )
+from interestlens.agent.profile import working_copy
 from interestlens.agent.protocols import Embedder, Store
 from interestlens.agent.rerank import rerank as llm_rerank
 from interestlens.agent.retrieve import retrieve
@@ -107,7 +108,7 @@ def recommend(
             "agent.load_catalog), then recommend"
         )
     total = Stopwatch()
-    working = profile.model_copy(deep=True)
+    working = working_copy(profile)  # nothing below changes an interest, only the list (expansions join it)
     working.interests.extend(
         expand_profile(working, expand, stats, store=store, embedder=embedder, settings=settings, llm=llm)
     )

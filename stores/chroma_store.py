@@ -54,7 +54,7 @@ from interestlens.stores.dir_lock import release_dir_lock
 from interestlens.stores.history import COLLECTION as HISTORY_COLLECTION
 from interestlens.stores.ids import validate_user_id
 from interestlens.stores.interaction_rows import ChromaInteractions
-from interestlens.stores.items import ItemCollection
+from interestlens.stores.items import ItemCollection, catalog_epoch
 from interestlens.stores.profile_commits import ProfileCommits
 from interestlens.stores.purge import flush_logs, open_user_data_collection, vacuum_sqlite
 from interestlens.stores.side_data import SideData
@@ -119,8 +119,11 @@ class ChromaStore:
         except Exception:
             max_batch = 1000
         items_name = self._name("items")
+        # Embedded: only this process writes the directory, so its own write counter says when the catalog changed.
+        epoch = catalog_epoch(f"{self._lock_key}\0{items_name}") if self._lock_key is not None else None
         self._catalog = ItemCollection(
-            cols["items"], max_batch, reopen=lambda: self.client.get_collection(items_name, embedding_function=None)
+            cols["items"], max_batch, reopen=lambda: self.client.get_collection(items_name, embedding_function=None),
+            epoch=epoch,
         )
         self._profile_commits = ProfileCommits(cols["interests"], cols["profiles"], max_batch)
         self._side = SideData(cols["sources"], cols["llm_cache"], cols["last_results"])
@@ -233,6 +236,10 @@ class ChromaStore:
         """Remove these items; returns the ids that existed (and are now gone)."""
         return self._catalog.delete(ids)
 
+    def catalog_written_directly(self) -> None:
+        """The raw items collection was written (store copy): cached catalog vectors and counts are dropped."""
+        self._catalog.dropped()
+
     # -- profiles (stores/profile_commits.py) ------------------------------------------------------
 
     def save_profile(self, profile: InterestProfile) -> None:
@@ -336,6 +343,8 @@ class ChromaStore:
             raise
         except Exception as e:
             raise StoreError(f"cannot delete user {uid}: {e}") from e
+        finally:
+            self._profile_commits.forget_user(uid)  # the records this process held in memory go too
         self.behaviour.delete_user(uid, purge=purge)
         if purge:
             self.purge_deleted()

@@ -67,6 +67,7 @@ def copy_store(src: ChromaStore, dst: ChromaStore, progress: bool = False) -> St
         raise StoreError(f"copy from {src.location} to {dst.location} failed: {e}") from e
     finally:
         bar.close()
+        dst.catalog_written_directly()
     for name in names:
         if dst_cols[name].count() != records[name]:
             raise StoreError(f"copy check failed: {name} has {dst_cols[name].count()} of {records[name]} records")
