@@ -10,7 +10,14 @@ import pytest
 
 from interestlens.agent.config import MMR_LAMBDA_DEFAULT, Settings
 from interestlens.agent.errors import InvalidInputError
-from interestlens.agent.fusion import FEATURE_INDEX, FEATURES, LinearFusion, fit_lambdarank, load_fusion
+from interestlens.agent.fusion import (
+    FEATURE_INDEX,
+    FEATURES,
+    QUERY_FEATURES,
+    LinearFusion,
+    fit_lambdarank,
+    load_fusion,
+)
 from interestlens.agent.retrieve import served_mmr_lambda
 from interestlens.evals import metrics as M
 from interestlens.evals.data import load_dataset
@@ -109,6 +116,31 @@ def test_lambdarank_does_not_depend_on_the_order_of_a_pools_rows():
     b = fit_lambdarank(shuffled, seed=0)
     probe = np.vstack([p.features for p in pools[:5]])
     assert np.array_equal(a.score(probe), b.score(probe))
+
+
+def test_lambdarank_never_scores_an_item_lower_for_more_evidence_also_after_a_round_trip(tmp_path):
+    """Monotone constraints: a planted signal that is non-monotone on the training users (positives in a middle
+    band of popularity) cannot make a higher value of any candidate-level column lower the score."""
+    rng = np.random.default_rng(3)
+    pools = [_pool(f"u{i}", 60, rng) for i in range(30)]
+    for p in pools:
+        pop = p.features[:, FEATURE_INDEX["popularity_raw"]]
+        p.labels = ((pop > 0.4) & (pop < 0.6)).astype(np.int8)  # a quirk an unconstrained tree would learn
+        p.features[:, FEATURE_INDEX["n_seeds"]] = rng.integers(0, 3)
+    model = fit_lambdarank([(p.features, p.labels) for p in pools], seed=0)
+    path = tmp_path / "fusion.json"
+    model.save(path)
+    loaded = load_fusion(path)
+    probe = np.vstack([p.features for p in pools[:5]])
+    for name in FEATURES:
+        if name in QUERY_FEATURES:
+            continue
+        for step in (0.05, 0.3, 1.0):
+            raised = probe.copy()
+            raised[:, FEATURE_INDEX[name]] += step
+            for m in (model, loaded):
+                assert (m.score(raised) >= m.score(probe) - 1e-12).all(), name
+
 
 
 def test_too_few_queries_to_fit_is_a_clear_error():
