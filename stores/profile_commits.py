@@ -63,6 +63,15 @@ class _Record:
     vector: np.ndarray | None = None  # float32, read-only: shared by every read that returns it
 
 
+def _record_of(res: dict, k: int, with_vectors: bool) -> _Record:
+    """Row k of a Chroma get() result as a _Record (interest id and vector only when they were read)."""
+    return _Record(
+        res["documents"][k],
+        res["metadatas"][k]["interest_id"] if with_vectors else None,
+        np.asarray(res["embeddings"][k], dtype=np.float32) if with_vectors else None,
+    )
+
+
 class _RecordCache:
     """Interest records by id, least recently used dropped first. Safe to share: an id names one content."""
 
@@ -190,14 +199,19 @@ class ProfileCommits:
         for s in range(0, len(stale), self.max_batch):
             self.interests.delete(ids=stale[s : s + self.max_batch])
 
+    def _head(self, uid: str) -> tuple[str, dict] | None:
+        """The profile record's document and metadata, None when the user has no profile."""
+        rec = self.profiles.get(ids=[uid], include=["documents", "metadatas"])
+        return (rec["documents"][0], rec["metadatas"][0]) if rec["ids"] else None
+
     def _current(self, uid: str, include: list[str]) -> tuple[dict, list[int], dict] | None:
         """(profile record, the row of each interest in profile order, interest records), retried if a concurrent
         save moved on between the two reads."""
         for _ in range(_PROFILE_READ_RETRIES):
-            rec = self.profiles.get(ids=[uid], include=["documents", "metadatas"])
-            if not rec["ids"]:
+            head = self._head(uid)
+            if head is None:
                 return None
-            doc, meta = rec["documents"][0], rec["metadatas"][0]
+            doc, meta = head
             manifest = _manifest(doc)
             if manifest is None:  # written before manifests: one generation, ordered by `pos`
                 res = self.interests.get(
@@ -238,10 +252,10 @@ class ProfileCommits:
         not read again; retried if a concurrent save moved on between the two reads. None when there is no profile;
         a profile written before manifests goes through `_current`."""
         for _ in range(_PROFILE_READ_RETRIES):
-            rec = self.profiles.get(ids=[uid], include=["documents", "metadatas"])
-            if not rec["ids"]:
+            head = self._head(uid)
+            if head is None:
                 return None
-            doc, meta = rec["documents"][0], rec["metadatas"][0]
+            doc, meta = head
             manifest = _manifest(doc)
             if manifest is None:
                 return self._legacy(uid, with_vectors)
@@ -253,11 +267,7 @@ class ProfileCommits:
             for s in range(0, len(missing), self.max_batch):
                 part = self.interests.get(ids=missing[s : s + self.max_batch], include=include)
                 for k, rid in enumerate(part["ids"]):
-                    fetched[rid] = _Record(
-                        part["documents"][k],
-                        part["metadatas"][k]["interest_id"] if with_vectors else None,
-                        np.asarray(part["embeddings"][k], dtype=np.float32) if with_vectors else None,
-                    )
+                    fetched[rid] = _record_of(part, k, with_vectors)
             if len(fetched) == len(missing):
                 self._cache.put(fetched)
                 held.update(fetched)
@@ -271,14 +281,7 @@ class ProfileCommits:
         if cur is None:
             return None
         rec, order, res = cur
-        return rec, [
-            _Record(
-                res["documents"][k],
-                res["metadatas"][k]["interest_id"] if with_vectors else None,
-                np.asarray(res["embeddings"][k], dtype=np.float32) if with_vectors else None,
-            )
-            for k in order
-        ]
+        return rec, [_record_of(res, k, with_vectors) for k in order]
 
     def load(self, uid: str) -> InterestProfile | None:
         cur = self._committed(uid, with_vectors=False)
